@@ -70,33 +70,49 @@ c10::DeviceType AutocastDevice(const Napi::Value& v) {
   throw Napi::Error::New(v.Env(), "autocast: device type must be 'cuda' or 'cpu', got '" + name + "'");
 }
 
-// setAutocast(deviceType, enabled, dtypeCode) -> previous enabled flag
+// setAutocast(deviceType, enabled, dtypeCode) -> [previousEnabled, previousDtypeCode]
 Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto device = AutocastDevice(info[0]);
     bool enabled = info[1].ToBoolean().Value();
     auto dtype = static_cast<at::ScalarType>(ToInt64(info[2], "autocast dtype"));
     bool previous;
+    at::ScalarType previousDtype;
 #if DIFFTUNE_TORCH_AT_LEAST(2, 4)
     previous = at::autocast::is_autocast_enabled(device);
+    previousDtype = at::autocast::get_autocast_dtype(device);
     at::autocast::set_autocast_enabled(device, enabled);
     at::autocast::set_autocast_dtype(device, dtype);
 #else
     if (device == c10::DeviceType::CUDA) {
       previous = at::autocast::is_enabled();
+      previousDtype = at::autocast::get_autocast_gpu_dtype();
       at::autocast::set_enabled(enabled);
       at::autocast::set_autocast_gpu_dtype(dtype);
     } else {
       previous = at::autocast::is_cpu_enabled();
+      previousDtype = at::autocast::get_autocast_cpu_dtype();
       at::autocast::set_cpu_enabled(enabled);
       at::autocast::set_autocast_cpu_dtype(dtype);
     }
 #endif
-    // Leaving the outermost autocast region drops the cached casts of weights, as Python does.
-    if (enabled) at::autocast::increment_nesting();
-    else if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    return Napi::Boolean::New(info.Env(), previous);
+    auto out = Napi::Array::New(info.Env(), 2);
+    out.Set(0u, Napi::Boolean::New(info.Env(), previous));
+    out.Set(1u, Napi::Number::New(info.Env(), static_cast<int>(previousDtype)));
+    return out;
   });
+}
+
+// Entering/leaving an autocast region; leaving the outermost drops the cached casts of
+// weights, as Python's torch.autocast does.
+Napi::Value AutocastEnter(const Napi::CallbackInfo& info) {
+  at::autocast::increment_nesting();
+  return info.Env().Undefined();
+}
+
+Napi::Value AutocastExit(const Napi::CallbackInfo& info) {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  return info.Env().Undefined();
 }
 
 }  // namespace
@@ -107,6 +123,8 @@ void RegisterAutogradApi(Napi::Env env, Napi::Object exports) {
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
   exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
+  exports.Set("autocastEnter", Napi::Function::New(env, AutocastEnter));
+  exports.Set("autocastExit", Napi::Function::New(env, AutocastExit));
 }
 
 }  // namespace difftune

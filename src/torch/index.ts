@@ -1,0 +1,12 @@
+// The public tensor API: `import * as torch from 'difftune/torch'` reads like PyTorch.
+export { Tensor, scalarLike } from './tensor';
+export type { Device, Shape, Scalar, NestedArray, ToOptions } from './tensor';
+export type { DType } from './dtype';
+export { isFloating } from './dtype';
+export { scope, scopeDepth } from './scope';
+export * from './creation';
+export * from './functions';
+export { manualSeed, Generator } from './random';
+export { noGrad, enableGrad, isGradEnabled, backward, grad } from './autograd';
+export { cuda, setNumThreads, getNumThreads, setFloat32MatmulPrecision, setCudnn, buildInfo, autocast } from './device';
+export * as F from './functional';
