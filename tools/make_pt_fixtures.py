@@ -161,6 +161,23 @@ def hostile():
     return expected
 
 
+def plain_pickles():
+    """The same plain-Python value under protocols 2-5 (opcode coverage)."""
+    shared = [7, 8]
+    value = {
+        'none': None, 't': True, 'f': False, 'small': 1, 'i2': 300, 'neg': -5, 'i4': 70000,
+        'big': 2**40, 'huge': 2**70, 'nhuge': -(2**70), 'float': 1.5, 'inf': float('inf'),
+        'negzero': -0.0, 'nan': float('nan'), 'str': 'h\u00e9llo \u2713', 'bytes': b'\x00\x01\xff',
+        'list': [1, [2, 3]], 'tuple': (1, 'a'), 'empty_tuple': (), 't3': (1, 2, 3), 't4': (1, 2, 3, 4),
+        'set': {1, 2}, 'frozenset': frozenset({3}), 'od': collections.OrderedDict([('b', 1), ('a', 2)]),
+        'intkeys': {1: 'x', 2: 'y'}, 'shared': shared, 'shared2': shared,
+        'long_str': 'x' * 300, 'long_list': list(range(1200)),
+    }
+    for proto in (2, 3, 4, 5):
+        with open(os.path.join(OUT, f'values_p{proto}.pkl'), 'wb') as f:
+            pickle.dump(value, f, protocol=proto)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for name in os.listdir(OUT):
@@ -184,6 +201,7 @@ def main():
     with open(os.path.join(OUT, 'legacy.pt'), 'wb') as f:
         f.write(legacy.getvalue())
 
+    plain_pickles()
     expected['hostile'] = hostile()
 
     with open(os.path.join(OUT, 'expected.json'), 'w') as f:

@@ -10,3 +10,5 @@ export { manualSeed, Generator } from './random';
 export { noGrad, enableGrad, isGradEnabled, backward, grad } from './autograd';
 export { cuda, setNumThreads, getNumThreads, setFloat32MatmulPrecision, setCudnn, buildInfo, autocast } from './device';
 export * as F from './functional';
+export * as nn from './nn';
+export * as optim from './optim';

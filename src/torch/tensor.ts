@@ -82,6 +82,21 @@ export class Tensor implements Disposable {
     }
   }
 
+  /**
+   * Points this Tensor object at another tensor's memory, taking over its handle (as
+   * `param.data = x` does in PyTorch): modules and optimizers holding this object see the
+   * new value. `other` is consumed.
+   */
+  replaceWith(other: Tensor): this {
+    const h = other.h;
+    other.handle = null;
+    if (this.handle !== null) native.dispose(this.handle);
+    this.handle = h;
+    this.cachedShape = undefined;
+    this.cachedDtype = undefined;
+    return this;
+  }
+
   get isDisposed(): boolean {
     return this.handle === null;
   }
