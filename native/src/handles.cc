@@ -1,6 +1,12 @@
 #include "handles.h"
+#include <atomic>
 
 namespace difftune {
+
+// Handles that still own a tensor reference: a leak detector for tests.
+static std::atomic<int64_t> liveHandles{0};
+
+int64_t LiveTensorHandles() { return liveHandles.load(); }
 
 static int64_t OwnedBytes(const at::Tensor& t) {
   // Count only storage this handle is the sole owner of: views and aliases would double count.
@@ -10,15 +16,28 @@ static int64_t OwnedBytes(const at::Tensor& t) {
   return static_cast<int64_t>(storage.nbytes());
 }
 
+// A tensor handle is a plain JS object with the holder attached by napi_wrap. Unlike an
+// External, a wrap can be removed: dispose() detaches and deletes the holder at once, so
+// disposed tensors leave nothing behind for the (deferred) GC finalizers.
+static void FinalizeHolder(napi_env env, void* data, void*) {
+  auto* holder = static_cast<TensorHolder*>(data);
+  DisposeTensor(Napi::Env(env), holder);
+  delete holder;
+}
+
 Napi::Value WrapTensor(Napi::Env env, at::Tensor tensor) {
   if (!tensor.defined()) return env.Null();
   auto* holder = new TensorHolder{std::move(tensor), 0};
+  liveHandles++;
   holder->accountedBytes = OwnedBytes(holder->tensor);
   if (holder->accountedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, holder->accountedBytes);
-  return Napi::External<TensorHolder>::New(env, holder, [](Napi::Env env, TensorHolder* h) {
-    DisposeTensor(env, h);
-    delete h;
-  });
+  Napi::Object obj = Napi::Object::New(env);
+  napi_status status = napi_wrap(env, obj, holder, FinalizeHolder, nullptr, nullptr);
+  if (status != napi_ok) {
+    FinalizeHolder(env, holder, nullptr);
+    throw Napi::Error::New(env, "could not create a tensor handle");
+  }
+  return obj;
 }
 
 void DisposeTensor(Napi::Env env, TensorHolder* holder) {
@@ -26,16 +45,29 @@ void DisposeTensor(Napi::Env env, TensorHolder* holder) {
     Napi::MemoryManagement::AdjustExternalMemory(env, -holder->accountedBytes);
     holder->accountedBytes = 0;
   }
+  if (holder->tensor.defined()) liveHandles--;
   holder->tensor.reset();
 }
 
+TensorHolder* FindHolder(const Napi::Value& value) {
+  if (!value.IsObject()) return nullptr;
+  void* data = nullptr;
+  if (napi_unwrap(value.Env(), value, &data) != napi_ok) return nullptr;
+  return static_cast<TensorHolder*>(data);
+}
+
+void ReleaseHandle(const Napi::Value& value) {
+  void* data = nullptr;
+  if (!value.IsObject() || napi_remove_wrap(value.Env(), value, &data) != napi_ok || !data) return;
+  auto* holder = static_cast<TensorHolder*>(data);
+  DisposeTensor(value.Env(), holder);
+  delete holder;
+}
+
 at::Tensor& UnwrapTensor(const Napi::Value& value, const char* what) {
-  if (!value.IsExternal()) {
-    throw Napi::TypeError::New(value.Env(), std::string(what) + ": expected a tensor handle");
-  }
-  auto* holder = value.As<Napi::External<TensorHolder>>().Data();
-  if (!holder->tensor.defined()) {
-    throw Napi::Error::New(value.Env(), std::string(what) + ": the tensor was disposed");
+  TensorHolder* holder = FindHolder(value);
+  if (!holder) {
+    throw Napi::TypeError::New(value.Env(), std::string(what) + ": expected a live tensor handle (was it disposed?)");
   }
   return holder->tensor;
 }

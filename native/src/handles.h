@@ -1,5 +1,5 @@
-// JS handles for libtorch objects. A tensor handle is a napi External owning one
-// reference to an at::Tensor; dispose() drops it early, the GC finalizer is the net.
+// JS handles for libtorch objects. A tensor handle is a JS object wrapping one reference
+// to an at::Tensor; dispose() drops it early, the GC finalizer is the safety net.
 #pragma once
 #include <napi.h>
 #include <ATen/ATen.h>
@@ -18,6 +18,9 @@ struct GeneratorHolder {
 Napi::Value WrapTensor(Napi::Env env, at::Tensor tensor);
 at::Tensor& UnwrapTensor(const Napi::Value& value, const char* what);
 void DisposeTensor(Napi::Env env, TensorHolder* holder);
+TensorHolder* FindHolder(const Napi::Value& value);  // null if not a live handle
+void ReleaseHandle(const Napi::Value& value);          // dispose: drop the reference and the wrap
+int64_t LiveTensorHandles();
 
 Napi::Value WrapGenerator(Napi::Env env, at::Generator generator);
 at::Generator& UnwrapGenerator(const Napi::Value& value, const char* what);

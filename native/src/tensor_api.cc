@@ -83,12 +83,12 @@ Napi::Value Item(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal()) DisposeTensor(info.Env(), info[0].As<Napi::External<TensorHolder>>().Data());
+  ReleaseHandle(info[0]);
   return info.Env().Undefined();
 }
 
 Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !info[0].As<Napi::External<TensorHolder>>().Data()->tensor.defined());
+  return Napi::Boolean::New(info.Env(), FindHolder(info[0]) == nullptr);
 }
 
 Napi::Value RequiresGrad(const Napi::CallbackInfo& info) {
@@ -140,6 +140,10 @@ Napi::Value SameStorage(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), a.has_storage() && b.has_storage() && a.storage().is_alias_of(b.storage()));
 }
 
+Napi::Value LiveTensors(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(LiveTensorHandles()));
+}
+
 }  // namespace
 
 void RegisterTensorApi(Napi::Env env, Napi::Object exports) {
@@ -160,6 +164,7 @@ void RegisterTensorApi(Napi::Env env, Napi::Object exports) {
   exports.Set("retainGrad", Napi::Function::New(env, RetainGrad));
   exports.Set("gradFn", Napi::Function::New(env, GradFnName));
   exports.Set("sameStorage", Napi::Function::New(env, SameStorage));
+  exports.Set("liveTensors", Napi::Function::New(env, LiveTensors));
 }
 
 }  // namespace difftune

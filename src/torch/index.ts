@@ -3,7 +3,7 @@ export { Tensor, scalarLike } from './tensor';
 export type { Device, Shape, Scalar, NestedArray, ToOptions } from './tensor';
 export type { DType } from './dtype';
 export { isFloating } from './dtype';
-export { scope, scopeDepth } from './scope';
+export { scope, scopeDepth, liveTensorCount } from './scope';
 export * from './creation';
 export * from './functions';
 export { manualSeed, Generator } from './random';

@@ -29,6 +29,7 @@ export interface NativeAddon {
   retainGrad(h: Handle): void;
   gradFn(h: Handle): string | null;
   sameStorage(a: Handle, b: Handle): boolean;
+  liveTensors(): number;
 
   backward(tensors: Handle[], grads: (Handle | null)[] | undefined, retainGraph: boolean | undefined, createGraph: boolean): void;
   autogradGrad(outputs: Handle[], inputs: Handle[], gradOutputs: (Handle | null)[] | undefined,

@@ -1,6 +1,7 @@
 // Lifetime of native tensors. Every tensor created inside scope(fn) is freed when fn
 // returns, except the tensors in its return value (handed to the enclosing scope) and
 // tensors marked keep(). Outside any scope the GC finalizer frees them eventually.
+import { native } from './native';
 
 export interface Disposable {
   dispose(): void;
@@ -56,4 +57,9 @@ export function scope<T>(fn: () => T): T {
 /** How many scopes are open (for tests and diagnostics). */
 export function scopeDepth(): number {
   return stack.length;
+}
+
+/** Tensor handles alive right now (not disposed nor collected): a leak detector. */
+export function liveTensorCount(): number {
+  return native.liveTensors();
 }

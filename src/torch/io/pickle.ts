@@ -4,7 +4,7 @@
 // loading a file can never execute anything. The VM is iterative and every
 // declared length is checked against the remaining input, so memory and time
 // stay proportional to the input size.
-import { CheckpointError, RawTensor } from './raw';
+import { CheckpointError, RawTensor, copyBytes } from './raw';
 
 /**
  * Python values as loaded:
@@ -218,7 +218,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}, start = 0
   };
   const bytes = (n: number): Uint8Array => {
     need(n);
-    const b = data.slice(pos, pos + n);
+    const b = copyBytes(data, pos, pos + n);
     pos += n;
     return b;
   };
@@ -361,7 +361,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}, start = 0
       case 0x5d: stack.push([]); break; // EMPTY_LIST
       case 0x29: stack.push(tuple([])); break; // EMPTY_TUPLE
       case 0x8f: stack.push(new Set()); break; // EMPTY_SET
-      case 0x74: stack.push(tuple(popMark())); break; // TUPLE
+      // popMark() swaps `stack`, so it must run before `stack.push` is looked up.
+      case 0x74: { const items = popMark(); stack.push(tuple(items)); break; } // TUPLE
       case 0x85: stack.push(tuple([pop()])); break; // TUPLE1
       case 0x86: { const b = pop(); const a = pop(); stack.push(tuple([a, b])); break; } // TUPLE2
       case 0x87: { // TUPLE3
@@ -369,7 +370,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}, start = 0
         stack.push(tuple([a, b, c]));
         break;
       }
-      case 0x6c: stack.push(popMark()); break; // LIST
+      case 0x6c: { const items = popMark(); stack.push(items); break; } // LIST
       case 0x64: { // DICT
         const items = popMark();
         if (items.length % 2) fail('odd number of items for a dict');

@@ -118,6 +118,18 @@ export function bf16ToNumber(b: number): number {
   return f.getFloat32(0);
 }
 
+/**
+ * A fresh plain-Uint8Array copy of bytes [start, end). (Buffer#slice returns
+ * a view, and species-based copies stay Buffers.) A fresh array starts at
+ * byteOffset 0, so it is aligned for typed-array views.
+ */
+export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array {
+  const src = b.subarray(start, end);
+  const out = new Uint8Array(src.length);
+  out.set(src);
+  return out;
+}
+
 /** Random access to bytes, so readers work the same on files and buffers. */
 export interface ByteSource {
   /** Name used in error messages (usually the path). */
@@ -185,7 +197,7 @@ export function bufferSource(buf: Uint8Array, name = '<buffer>'): ByteSource {
     size: buf.length,
     read(position, length, what) {
       checkRange(name, buf.length, position, length, what);
-      return buf.slice(position, position + length);
+      return copyBytes(buf, position, position + length);
     },
     close() { /* nothing to release */ },
   };

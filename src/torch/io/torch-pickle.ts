@@ -3,8 +3,8 @@
 // come back as C-contiguous RawTensors gathered from storage + offset +
 // size + stride, so views, transposes and shared storages all load correctly.
 import {
-  ByteSource, CheckpointError, DType, RawTensor, bufferSource, checkedNumel, isRawTensor, itemSize,
-  openFileSource,
+  ByteSource, CheckpointError, DType, RawTensor, bufferSource, checkedNumel, copyBytes, isRawTensor,
+  itemSize, openFileSource,
 } from './raw';
 import {
   CallContext, GlobalImpl, PyGlobal, PyOpaque, PyValue, describe, isTuple, unpickle,
@@ -131,7 +131,7 @@ function loadZip(zip: ZipArchive, opts: TorchLoadOptions, budget: { left: number
     }
     let data = zip.read(entry);
     // Typed-array gathers need element-aligned storage bytes.
-    if (data.byteOffset % 8 !== 0) data = data.slice();
+    if (data.byteOffset % 8 !== 0) data = copyBytes(data, 0, data.length);
     const st = new TorchStorage(k, dtype!, n, data);
     storages.set(k, st);
     return st;
@@ -218,7 +218,7 @@ function materialise(
   }
   budget.left -= bytes;
   if (contiguous) {
-    return { dtype: storage.dtype, shape, data: storage.data.slice(offset * s, offset * s + bytes) };
+    return { dtype: storage.dtype, shape, data: copyBytes(storage.data, offset * s, offset * s + bytes) };
   }
   return { dtype: storage.dtype, shape, data: gather(storage, offset, shape, stride) };
 }
