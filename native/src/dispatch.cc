@@ -5,6 +5,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <deque>
+#include <unordered_map>
 
 namespace difftune {
 namespace {
@@ -18,6 +19,12 @@ struct OpEntry {
 std::deque<OpEntry>& Ops() {
   static std::deque<OpEntry> ops;
   return ops;
+}
+
+// One entry per operator however often JS asks for it.
+std::unordered_map<std::string, size_t>& OpIndex() {
+  static std::unordered_map<std::string, size_t> index;
+  return index;
 }
 
 [[noreturn]] void ArgError(Napi::Env env, const OpEntry& op, const c10::Argument& arg, const std::string& expected) {
@@ -167,12 +174,16 @@ Napi::Value FindOp(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     std::string name = info[0].As<Napi::String>().Utf8Value();
     std::string overload = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+    std::string key = name + (overload.empty() ? "" : "." + overload);
+    auto known = OpIndex().find(key);
+    if (known != OpIndex().end()) return Napi::Number::New(info.Env(), static_cast<double>(known->second));
     auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
     if (!handle) {
       throw Napi::Error::New(info.Env(), "libtorch has no operator " + name + (overload.empty() ? "" : "." + overload));
     }
     const auto& schema = handle->schema();
-    Ops().push_back(OpEntry{*handle, name + (overload.empty() ? "" : "." + overload), schema.arguments()});
+    Ops().push_back(OpEntry{*handle, key, schema.arguments()});
+    OpIndex()[key] = Ops().size() - 1;
     return Napi::Number::New(info.Env(), static_cast<double>(Ops().size() - 1));
   });
 }

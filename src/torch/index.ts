@@ -12,3 +12,7 @@ export { cuda, setNumThreads, getNumThreads, setFloat32MatmulPrecision, setCudnn
 export * as F from './functional';
 export * as nn from './nn';
 export * as optim from './optim';
+export {
+  loadSafetensors, saveSafetensors, safetensorsMetadata, loadCheckpoint, saveOptimizerState, loadOptimizerState,
+  tensorFromRaw, rawFromTensor, CheckpointError,
+} from './serialization';

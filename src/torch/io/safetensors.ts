@@ -191,7 +191,8 @@ function validateEntry(file: string, name: string, raw: unknown, dataLength: num
   if (end > dataLength) {
     throw new CheckpointError(file, `${where}: data_offsets [${begin}, ${end}] extend past the ${dataLength}-byte data section (truncated file?)`);
   }
-  return { dtype, shape: (r.shape as number[]).slice(), begin, end };
+  // `+ 0` turns a JSON -0 into 0.
+  return { dtype, shape: (r.shape as number[]).map((d) => d + 0), begin: begin + 0, end: end + 0 };
 }
 
 type TensorInput = Map<string, RawTensor> | Record<string, RawTensor>;

@@ -191,7 +191,7 @@ function materialise(
   if (!isIntList(stride) || stride.length !== size.length) {
     return ctx.fail(`tensor stride must be ${size.length} non-negative integers`);
   }
-  const shape = size.slice();
+  const shape = size.map((d) => d + 0); // a float -0 from a crafted pickle becomes 0
   const count = checkedNumel(shape);
   const s = itemSize(storage.dtype);
   if (count < 0 || !Number.isSafeInteger(count * s)) return ctx.fail(`tensor size [${shape.join(', ')}] is too large`);
