@@ -10,7 +10,7 @@ const op = {
   maxPool2d: aten('max_pool2d'), nearest: aten('upsample_nearest2d.vec'), bilinear: aten('upsample_bilinear2d.vec'),
   bicubic: aten('upsample_bicubic2d.vec'), embedding: aten('embedding'), mse: aten('mse_loss'), l1: aten('l1_loss'),
   linear: aten('linear'), sdpa: aten('scaled_dot_product_attention'), pad: aten('constant_pad_nd'),
-  adaptiveAvgPool2d: aten('adaptive_avg_pool2d'),
+  adaptiveAvgPool2d: aten('adaptive_avg_pool2d'), ones: aten('ones'),
 };
 
 export type Reduction = 'none' | 'mean' | 'sum';
@@ -160,7 +160,7 @@ export function explicitAttention(q: Tensor, k: Tensor, v: Tensor, o: AttentionO
   if (o.isCausal) {
     const L = q.size(-2);
     const S = k.size(-2);
-    const ones = new Tensor(aten('ones')([L, S], dtypeCode('bool'), null, q.device, null));
+    const ones = new Tensor(op.ones([L, S], dtypeCode('bool'), null, q.device, null));
     const mask = ones.tril();
     ones.dispose();
     const inv = mask.logicalNot();

@@ -8,6 +8,7 @@ export * from './creation';
 export * from './functions';
 export { manualSeed, Generator } from './random';
 export { noGrad, enableGrad, isGradEnabled, backward, grad } from './autograd';
+export * from './gradcheck';
 export { cuda, setNumThreads, getNumThreads, setFloat32MatmulPrecision, setCudnn, buildInfo, autocast } from './device';
 export * as F from './functional';
 export * as nn from './nn';

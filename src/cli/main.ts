@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// `difftune <command>`: the command-line entry point.
+import { runInfo } from './info';
+
+interface Command {
+  summary: string;
+  run(argv: string[]): Promise<void> | void;
+}
+
+const commands: Record<string, Command> = {
+  info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((k) => k.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `usage: difftune <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'difftune <command> --help' shows a command's options.`;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`difftune: unknown command '${name}'\n\n${usage()}`);
+    process.exitCode = 2;
+    return;
+  }
+  await command.run(rest);
+}
+
+main(process.argv.slice(2)).catch((e: Error) => {
+  console.error(`difftune: ${e.message}`);
+  process.exitCode = 1;
+});
