@@ -256,6 +256,8 @@ test('gradcheck checks only inputs that require grad and leaves them unchanged',
     assert.equal(result.checked, 4);
     assert.deepEqual(x.toArray(), before);
     assert.equal(x.grad, null, 'gradcheck does not accumulate into .grad');
+    // Inside noGrad the analytic pass still records its graph.
+    assert.ok(torch.noGrad(() => torch.gradcheck((p, q) => p.mul(q).sin(), [x, c])).ok);
   });
 });
 

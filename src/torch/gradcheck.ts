@@ -4,7 +4,7 @@
 // one backward pass gives the vector-Jacobian product J^T w for every input, and each input
 // element needs two forward passes for (L(x + eps) - L(x - eps)) / 2eps. A wrong Jacobian
 // entry shows up unless its error happens to be orthogonal to the random weights.
-import { grad, noGrad } from './autograd';
+import { enableGrad, grad, noGrad } from './autograd';
 import { randn } from './creation';
 import { Generator } from './random';
 import { scope } from './scope';
@@ -102,9 +102,10 @@ export function gradcheck(fn: GradFn, inputs: Tensor[], o: GradcheckOptions = {}
 
   return scope(() => {
     const generator = new Generator('cpu', o.seed ?? 0);
-    const outs = outputsOf(fn(...inputs));
+    // Recorded even when called inside noGrad.
+    const outs = enableGrad(() => outputsOf(fn(...inputs)));
     const weights = outs.map((y) => randn(y.shape, { dtype: 'float64', generator }));
-    const loss = project(outs, weights);
+    const loss = enableGrad(() => project(outs, weights));
     const sizes = wrt.map((k) => inputs[k].numel);
     let analytic: number[][];
     if (loss.requiresGrad) {
