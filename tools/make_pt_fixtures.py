@@ -133,8 +133,8 @@ class _Reduce:
 def write_zip_with_pickle(path, pkl):
     """A torch.save-shaped archive around an arbitrary data.pkl."""
     with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_STORED) as z:
-        z.writestr('archive/data.pkl', pkl)
-        z.writestr('archive/version', '3\n')
+        for name, data in (('archive/data.pkl', pkl), ('archive/version', b'3\n')):
+            z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)  # fixed time: reproducible bytes
 
 
 def hostile():
@@ -196,6 +196,7 @@ def main():
     save(msd, 'module_params.pt')
     expected['module_params.pt'] = exp
 
+    # (The legacy format names storages by object id, so only this file differs between runs.)
     legacy = io.BytesIO()
     torch.save({'w': torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
     with open(os.path.join(OUT, 'legacy.pt'), 'wb') as f:

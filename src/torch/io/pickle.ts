@@ -187,8 +187,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}, start = 0
   let op = 0;
 
   const fail = (message: string): never => {
-    const name = OP_NAMES[op] ?? `0x${op.toString(16).padStart(2, '0')}`;
-    throw new CheckpointError(file, `${label}: ${message} (opcode ${name} at byte ${opPos})`);
+    const where = op < 0 ? `at byte ${opPos}` : `opcode ${OP_NAMES[op] ?? `0x${op.toString(16).padStart(2, '0')}`} at byte ${opPos}`;
+    throw new CheckpointError(file, `${label}: ${message} (${where})`);
   };
   const ctx: CallContext = {
     file,

@@ -22,7 +22,10 @@ export interface TorchLoadOptions {
 }
 
 export interface TorchCheckpoint {
-  /** See PyValue in pickle.ts; tensors are RawTensor, dicts are Map. */
+  /**
+   * See PyValue in pickle.ts: tensors (and Parameters) are RawTensor, dicts and
+   * OrderedDicts are Map, lists are arrays, tuples are frozen arrays.
+   */
   value: PyValue;
   /** One line per distinct unsupported global replaced by a placeholder. */
   warnings: string[];
