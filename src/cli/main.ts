@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `difftune <command>`: the command-line entry point.
+import { runDemo } from './demo';
 import { runInfo } from './info';
+import { runSample } from './sample';
 
 interface Command {
   summary: string;
@@ -8,7 +10,9 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  demo: { summary: 'train a tiny DiT on built-in images and sample it (CPU, minutes)', run: runDemo },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
+  sample: { summary: 'sample a DiT checkpoint to a PNG grid (DDPM or DDIM, classifier-free guidance)', run: runSample },
 };
 
 function usage(): string {

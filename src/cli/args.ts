@@ -1,0 +1,50 @@
+// A small, strict flag parser: --name value / --name=value / --flag; unknown flags are errors.
+
+export type FlagSpec = Record<string, { type: 'number' | 'string' | 'boolean'; default?: number | string | boolean; help: string }>;
+
+export type Flags<S extends FlagSpec> = {
+  [K in keyof S]: S[K]['type'] extends 'number' ? number : S[K]['type'] extends 'boolean' ? boolean : string;
+};
+
+export function helpText(command: string, summary: string, spec: FlagSpec): string {
+  const rows = Object.entries(spec).map(([k, s]) => {
+    const def = s.default === undefined ? '' : ` (default ${JSON.stringify(s.default)})`;
+    return `  --${k}${s.type === 'boolean' ? '' : ` <${s.type}>`}\n      ${s.help}${def}`;
+  });
+  return `usage: difftune ${command} [options]\n\n${summary}\n\noptions:\n${rows.join('\n')}`;
+}
+
+/** Parses argv against spec; returns null after printing help for --help. */
+export function parseFlags<S extends FlagSpec>(command: string, summary: string, spec: S, argv: string[]): Flags<S> | null {
+  const out: Record<string, unknown> = {};
+  for (const [k, s] of Object.entries(spec)) if (s.default !== undefined) out[k] = s.default;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--help' || arg === '-h') {
+      console.log(helpText(command, summary, spec));
+      return null;
+    }
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
+    if (!m || !(m[1] in spec)) throw new Error(`${command}: unknown option '${arg}' (see 'difftune ${command} --help')`);
+    const s = spec[m[1]];
+    if (s.type === 'boolean') {
+      out[m[1]] = m[2] === undefined ? true : m[2] !== 'false';
+      continue;
+    }
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw new Error(`${command}: option --${m[1]} needs a ${s.type} value`);
+    if (s.type === 'number') {
+      const n = Number(value);
+      if (!Number.isFinite(n)) throw new Error(`${command}: option --${m[1]} expects a number, got '${value}'`);
+      out[m[1]] = n;
+    } else {
+      out[m[1]] = value;
+    }
+  }
+  for (const [k, s] of Object.entries(spec)) {
+    if (out[k] === undefined && s.default === undefined && s.type !== 'boolean') {
+      throw new Error(`${command}: option --${k} is required (${s.help})`);
+    }
+  }
+  return out as Flags<S>;
+}

@@ -1,0 +1,92 @@
+// `difftune sample`: class-conditional samples from a DiT checkpoint, saved as a PNG grid.
+import * as fs from 'fs';
+import * as path from 'path';
+import { cfgBatch, conditionalHalf } from '../diffusion/cfg';
+import { createDiffusion } from '../diffusion/create';
+import { loadDiT, readDiTConfig } from '../models/dit-io';
+import { saveImageGrid } from '../report/grid';
+import * as torch from '../torch';
+import { Device, Tensor } from '../torch';
+import { parseFlags } from './args';
+
+const FLAGS = {
+  ckpt: { type: 'string', help: 'DiT weights: .safetensors (ours or diffusers layout) or an official .pt' },
+  config: { type: 'string', default: '', help: 'JSON with the official constructor arguments (default: X.json or config.json beside the weights)' },
+  key: { type: 'string', default: '', help: "which weights of a training checkpoint: 'ema' (default when present) or 'model'" },
+  labels: { type: 'string', default: '', help: 'comma-separated class labels (default: n labels spread over the classes)' },
+  n: { type: 'number', default: 16, help: 'number of samples when --labels is not given' },
+  cfg: { type: 'number', default: 4.0, help: 'classifier-free guidance scale (1 = no guidance)' },
+  'guide-channels': { type: 'string', default: '3', help: "channels that get guidance: '3' (the official DiT behaviour) or 'all'" },
+  sampler: { type: 'string', default: 'ddpm', help: 'ddpm or ddim' },
+  steps: { type: 'string', default: '250', help: "timestep respacing: '250', 'ddim50', '25', ..." },
+  eta: { type: 'number', default: 0, help: 'DDIM eta' },
+  seed: { type: 'number', default: 0, help: 'random seed (torch.manual_seed)' },
+  batch: { type: 'number', default: 64, help: 'samples per forward batch' },
+  device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
+  out: { type: 'string', default: 'samples.png', help: 'output PNG grid (the raw samples go beside it as .safetensors)' },
+  nrow: { type: 'number', default: 8, help: 'images per grid row' },
+} as const;
+
+function parseLabels(text: string, n: number, numClasses: number): number[] {
+  if (!text) return Array.from({ length: n }, (_, i) => Math.floor((i * numClasses) / n));
+  const labels = text.split(',').map((s) => Number(s.trim()));
+  for (const l of labels) {
+    if (!Number.isInteger(l) || l < 0 || l >= numClasses) throw new Error(`--labels: '${l}' is not a class in 0..${numClasses - 1}`);
+  }
+  return labels;
+}
+
+export async function runSample(argv: string[]): Promise<void> {
+  const flags = parseFlags('sample', 'Sample a DiT checkpoint to a PNG grid.', FLAGS, argv);
+  if (!flags) return;
+  if (!['ddpm', 'ddim'].includes(flags.sampler)) throw new Error(`--sampler must be ddpm or ddim, got '${flags.sampler}'`);
+  const guide = flags['guide-channels'] === 'all' ? 'all' : Number(flags['guide-channels']);
+  if (guide !== 'all' && !(Number.isInteger(guide) && guide > 0)) throw new Error(`--guide-channels must be a positive integer or 'all'`);
+  const device = flags.device as Device;
+  if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
+
+  const { model, warnings } = loadDiT(flags.ckpt, {
+    config: flags.config ? readDiTConfig(flags.config) : undefined, key: flags.key || undefined, device,
+  });
+  for (const w of warnings) console.warn(`warning: ${w}`);
+  model.eval();
+  const c = model.config;
+  const labels = parseLabels(flags.labels, flags.n, c.numClasses);
+  const diffusion = createDiffusion({ timestepRespacing: flags.steps, learnSigma: c.learnSigma });
+  const useCfg = flags.cfg !== 1;
+  torch.manualSeed(flags.seed);
+  console.log(`sampling ${labels.length} images (${flags.sampler}, ${diffusion.numTimesteps} steps, cfg ${flags.cfg}) ` +
+    `from a ${c.depth}-block DiT on ${c.inputSize}x${c.inputSize}x${c.inChannels}`);
+
+  const chunks: Tensor[] = [];
+  for (let start = 0; start < labels.length; start += flags.batch) {
+    const part = labels.slice(start, start + flags.batch);
+    chunks.push(torch.noGrad(() => torch.scope(() => {
+      const y = torch.tensor(part, { dtype: 'int64', device });
+      const z = torch.randn([part.length, c.inChannels, c.inputSize, c.inputSize], { device });
+      const batch = useCfg ? cfgBatch(z, y, c.numClasses) : { x: z, y };
+      const modelFn = useCfg
+        ? (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forwardWithCfg(x, t, k.y, flags.cfg, { guideChannels: guide })
+        : (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forward(x, t, k.y);
+      const opts = {
+        noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised: false, device,
+        progress: (done: number, total: number) => { if (done % 25 === 0 || done === total) process.stdout.write(`\r  step ${done}/${total}`); },
+      };
+      const out = flags.sampler === 'ddim'
+        ? diffusion.ddimSampleLoop(modelFn, batch.x.shape, { ...opts, eta: flags.eta })
+        : diffusion.pSampleLoop(modelFn, batch.x.shape, opts);
+      return useCfg ? conditionalHalf(out) : out;
+    })));
+    process.stdout.write('\n');
+  }
+  const samples = torch.cat(chunks, 0);
+  fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
+  const raw = flags.out.replace(/\.png$/i, '') + '.safetensors';
+  torch.saveSafetensors(raw, { samples, labels: torch.tensor(labels, { dtype: 'int64' }) });
+  // Pixel models (1 or 3 channels) are shown directly; latents show their first 3 channels until
+  // a VAE decodes them.
+  const shown = c.inChannels === 1 || c.inChannels === 3 ? samples : samples.slice(1, 0, 3);
+  if (shown !== samples) console.warn(`note: ${c.inChannels}-channel samples are latents; the grid shows channels 0-2 (decode with a VAE for images)`);
+  saveImageGrid(flags.out, shown, flags.nrow);
+  console.log(`wrote ${flags.out} and ${raw}`);
+}
