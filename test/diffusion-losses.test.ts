@@ -2,50 +2,18 @@
 // against the official PyTorch code (shared/fixtures/dit-ref/losses.safetensors).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as torch from '../src/torch';
 import { Tensor } from '../src/torch';
-import { configFromModelArgs, DiT } from '../src/models/dit';
+import { DiT } from '../src/models/dit';
+import { get, load, refModel, relErr, skipUnless } from './helpers/dit-ref';
 import { createDiffusion, DiffusionModel, normalKl, nullLabelsFrom } from '../src/diffusion';
 
-const FIXTURES = path.join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'dit-ref');
-const present = ['model.safetensors', 'losses.safetensors', 'config.json'].every((f) => fs.existsSync(path.join(FIXTURES, f)));
-const skip = present ? false : `fixtures in ${FIXTURES} are absent`;
-if (!present) console.log(`# skipping diffusion loss fixture tests: ${FIXTURES} not found`);
-
-function load(name: string): Map<string, Tensor> {
-  const m = torch.loadSafetensors(path.join(FIXTURES, name));
-  for (const t of m.values()) t.keep();
-  return m;
-}
-
-function get(m: Map<string, Tensor>, key: string): Tensor {
-  const t = m.get(key);
-  if (!t) throw new Error(`fixture tensor '${key}' is missing`);
-  return t;
-}
+const skip = skipUnless(['model.safetensors', 'losses.safetensors', 'config.json'], 'diffusion loss fixture tests');
 
 let cached: { model: DiT; L: Map<string, Tensor> } | undefined;
 function setup(): { model: DiT; L: Map<string, Tensor> } {
-  if (!cached) {
-    const args = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'config.json'), 'utf8')).model_args;
-    const model = new DiT(configFromModelArgs(args), { initialize: false });
-    const weights = load('model.safetensors');
-    model.loadStateDict(weights, { what: 'dit-ref/model.safetensors' });
-    for (const w of weights.values()) w.dispose();
-    model.eval();
-    cached = { model, L: load('losses.safetensors') };
-  }
+  if (!cached) cached = { model: refModel(), L: load('losses.safetensors') };
   return cached;
-}
-
-/** max|a - b| / max|ref| */
-function relErr(a: Tensor, ref: Tensor): number {
-  return torch.scope(() => {
-    assert.deepEqual(a.shape, ref.shape);
-    return a.sub(ref).abs().max().item() / ref.abs().max().item();
-  });
 }
 
 /** Per-sample |a - b| / |ref| against the tolerance (looser where t == 0), with a report line. */
