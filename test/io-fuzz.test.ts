@@ -10,6 +10,7 @@ import { encodeSafetensors, parseSafetensors } from '../src/torch/io/safetensors
 import { PyValue, Unrepresentable, unpickle } from '../src/torch/io/pickle';
 import { parseTorchCheckpoint } from '../src/torch/io/torch-pickle';
 import { ZipArchive, encodeStoredZip } from '../src/torch/io/zip';
+import { mulberry32 } from '../src/data/prng';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'pt');
 
@@ -18,16 +19,9 @@ const SEED_SHIFT = Number(process.env.DIFFTUNE_FUZZ_SEED ?? 0);
 const SCALE = Number(process.env.DIFFTUNE_FUZZ_SCALE ?? 1);
 const iterations = (n: number) => Math.max(1, Math.round(n * SCALE));
 
-/** mulberry32: small, fast, deterministic. */
+/** Seeded stream; DIFFTUNE_FUZZ_SEED shifts every seed for longer local runs. */
 function rng(seed: number): () => number {
-  let a = (seed + SEED_SHIFT * 0x9e3779b9) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32((seed + SEED_SHIFT * 0x9e3779b9) >>> 0);
 }
 
 type Rand = () => number;

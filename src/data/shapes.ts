@@ -2,20 +2,9 @@
 // background. It gives the demo and the tests real images with learnable structure.
 import { fromTypedArray } from '../torch/creation';
 import { Tensor } from '../torch/tensor';
+import { mulberry32 } from './prng';
 
 export const SHAPE_CLASSES = ['square', 'disc', 'triangle', 'ring'] as const;
-
-/** A small deterministic PRNG (mulberry32), so the same seed gives the same images everywhere. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function inside(cls: number, dx: number, dy: number, r: number): boolean {
   switch (cls) {
