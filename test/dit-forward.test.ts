@@ -5,23 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as torch from '../src/torch';
 import { Tensor } from '../src/torch';
-import { readSafetensors } from '../src/torch/io/safetensors';
-// TEMP until src/torch/serialization.ts lands.
-function loadSafetensors(file: string): Map<string, Tensor> {
-  const out = new Map<string, Tensor>();
-  for (const [k, r] of readSafetensors(file).tensors) {
-    const buf = r.data.slice();
-    const ta = r.dtype === 'float32' ? new Float32Array(buf.buffer) : r.dtype === 'float64' ? new Float64Array(buf.buffer) : new BigInt64Array(buf.buffer);
-    out.set(k, torch.fromTypedArray(ta, r.shape));
-  }
-  return out;
-}
+import { loadSafetensors } from '../src/torch/serialization';
 import { DiT, configFromModelArgs, createDiT, DIT_MODELS, get2dSincosPosEmbed } from '../src/models/dit';
 
 const FIXTURES = path.join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'dit-ref');
 const present = fs.existsSync(path.join(FIXTURES, 'model.safetensors'));
 const skip = present ? false : `fixture ${FIXTURES} is absent`;
-if (!present) console.log(`# skipping DiT fixture tests: ${FIXTURES}/model.safetensors not found`);
+if (!present) console.log(`skipping DiT fixture tests: ${FIXTURES}/model.safetensors not found`);
 
 const TOL = 1e-5;
 
@@ -65,7 +55,7 @@ test('config.json model_args map onto DiTConfig', { skip }, () => {
   const c = configFromModelArgs(modelArgs());
   assert.deepEqual(c, {
     inputSize: 8, patchSize: 2, inChannels: 4, hiddenSize: 64, depth: 2, numHeads: 4, mlpRatio: 4,
-    classDropoutProb: 0.1, numClasses: 10, learnSigma: true,
+    classDropoutProb: 0.1, numClasses: 10, learnSigma: true, useGamma: false,
   });
 });
 
@@ -102,19 +92,19 @@ test('the computed sin-cos pos_embed equals the stored official value', { skip }
   });
 });
 
-test('forward matches the official model (forward.safetensors)', { skip }, () => {
+test('forward matches the official model (forward.safetensors)', { skip }, (t) => {
   const { model } = fixtureModel();
   const ref = load('forward.safetensors');
   torch.scope(() => torch.noGrad(() => {
     const out = model.forward(get(ref, 'x'), get(ref, 't'), get(ref, 'y'));
     const err = relErr(out, get(ref, 'out'));
-    console.log(`# forward rel err ${err.toExponential(2)}`);
+    t.diagnostic(`forward rel err ${err.toExponential(2)}`);
     assert.ok(err <= TOL, `forward: ${err}`);
   }));
   for (const t of ref.values()) t.dispose();
 });
 
-test('forwardWithCfg matches the official forward_with_cfg (forward.safetensors)', { skip }, () => {
+test('forwardWithCfg matches the official forward_with_cfg (forward.safetensors)', { skip }, (t) => {
   const { model } = fixtureModel();
   const ref = load('forward.safetensors');
   torch.scope(() => torch.noGrad(() => {
@@ -122,13 +112,13 @@ test('forwardWithCfg matches the official forward_with_cfg (forward.safetensors)
     assert.equal(scale, 4);
     const out = model.forwardWithCfg(get(ref, 'cfg.x'), get(ref, 'cfg.t'), get(ref, 'cfg.y'), scale);
     const err = relErr(out, get(ref, 'cfg.out'));
-    console.log(`# forward_with_cfg rel err ${err.toExponential(2)}`);
+    t.diagnostic(`forward_with_cfg rel err ${err.toExponential(2)}`);
     assert.ok(err <= TOL, `forwardWithCfg: ${err}`);
   }));
   for (const t of ref.values()) t.dispose();
 });
 
-test('forward and forwardWithCfg with power-of-two-scaled weights (forward_strong.safetensors)', { skip }, () => {
+test('forward and forwardWithCfg with power-of-two-scaled weights (forward_strong.safetensors)', { skip }, (t) => {
   const weights = load('model.safetensors');
   const ref = load('forward_strong.safetensors');
   const model = new DiT(configFromModelArgs(modelArgs()), { initialize: false });
@@ -146,7 +136,7 @@ test('forward and forwardWithCfg with power-of-two-scaled weights (forward_stron
     const err = relErr(out, get(ref, 'out'));
     const cfg = model.forwardWithCfg(get(ref, 'cfg.x'), get(ref, 'cfg.t'), get(ref, 'cfg.y'), get(ref, 'cfg.scale').item());
     const cfgErr = relErr(cfg, get(ref, 'cfg.out'));
-    console.log(`# forward_strong rel err ${err.toExponential(2)}, its forward_with_cfg ${cfgErr.toExponential(2)}`);
+    t.diagnostic(`forward_strong rel err ${err.toExponential(2)}, its forward_with_cfg ${cfgErr.toExponential(2)}`);
     assert.ok(err <= TOL, `forward_strong: ${err}`);
     assert.ok(cfgErr <= TOL, `forward_strong cfg: ${cfgErr}`);
   }));

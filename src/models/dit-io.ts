@@ -5,19 +5,8 @@ import * as path from 'path';
 import { LoadReport } from '../torch/nn/module';
 import { loadCheckpoint, saveSafetensors } from '../torch/serialization';
 import { Device, Tensor } from '../torch/tensor';
-import { configFromModelArgs, DiT, DiTConfig, DIT_DEFAULTS } from './dit';
+import { configFromModelArgs, DiT, DiTConfig, DIT_DEFAULTS, modelArgs } from './dit';
 import { detectLayout, diffusersToOfficial, stripModulePrefix } from './dit-keys';
-
-const SNAKE: Record<keyof DiTConfig, string> = {
-  inputSize: 'input_size', patchSize: 'patch_size', inChannels: 'in_channels', hiddenSize: 'hidden_size',
-  depth: 'depth', numHeads: 'num_heads', mlpRatio: 'mlp_ratio', classDropoutProb: 'class_dropout_prob',
-  numClasses: 'num_classes', learnSigma: 'learn_sigma',
-};
-
-/** The official constructor arguments (snake_case) of a config. */
-export function modelArgs(c: DiTConfig): Record<string, number | boolean> {
-  return Object.fromEntries(Object.entries(SNAKE).map(([k, snake]) => [snake, c[k as keyof DiTConfig]]));
-}
 
 function parseJson(file: string): Record<string, unknown> {
   let value: unknown;
@@ -111,14 +100,22 @@ export function loadDiT(file: string, o: LoadDiTOptions = {}): { model: DiT; rep
     throw new Error(`${file}: no model config given and no ${path.basename(file).replace(/\.[^.]+$/, '.json')} or config.json beside it ` +
       '(pass --config with the official constructor arguments, e.g. {"input_size": 32, "depth": 28, ...})');
   }
-  const config = o.config ?? readDiTConfig(configFile!);
   const { stateDict, warnings } = loadDiTWeights(file, o);
+  const config = withGammasOf(stateDict, o.config ?? readDiTConfig(configFile!));
   const model = new DiT(config, { initialize: false });
   if (o.device) model.to(o.device);
   // pos_embed is a fixed function of the config: files that omit it keep the computed table.
   if (!stateDict.has('pos_embed')) stateDict.set('pos_embed', model.pos_embed);
   const report = model.loadStateDict(stateDict, { strict: !o.partial, what: file });
   return { model, report, warnings };
+}
+
+/** Turns DiffFit gammas on when the weights carry them (checkpoints of the Diff-Tuning fork). */
+function withGammasOf(sd: Map<string, Tensor>, config: DiTConfig): DiTConfig {
+  let depth = 0;
+  while (sd.has(`blocks.${depth}.gamma1`)) depth++;
+  if (depth === 0 || config.useGamma) return config;
+  return { ...config, useGamma: true, gammaDepth: depth };
 }
 
 /** Saves weights as safetensors and the official constructor arguments as X.json beside them. */

@@ -5,6 +5,7 @@
 // (PatchEmbed, Attention, Mlp) are written out here with timm's parameter names.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
+import { cfgModel } from '../diffusion/cfg';
 
 const { nn, F } = torch;
 
@@ -24,6 +25,14 @@ export interface DiTConfig {
   classDropoutProb: number;
   numClasses: number;
   learnSigma: boolean;
+  /**
+   * DiffFit scale factors as in the Diff-Tuning fork (use_gamma): learnable gamma1/gamma2 (init 1)
+   * on the attention and MLP branches of the first gammaDepth blocks and on the qkv and proj
+   * outputs inside their attention. Off by default (the official DiT has none).
+   */
+  useGamma: boolean;
+  /** Blocks that carry gammas (the fork: the first 14 of DiT-XL's 28); default half the depth. */
+  gammaDepth?: number;
 }
 
 /** The official constructor defaults (DiT-XL/2 on 256x256 ImageNet latents). */
@@ -38,6 +47,7 @@ export const DIT_DEFAULTS: Readonly<DiTConfig> = Object.freeze({
   classDropoutProb: 0.1,
   numClasses: 1000,
   learnSigma: true,
+  useGamma: false,
 });
 
 const SIZES = {
@@ -83,6 +93,8 @@ const SNAKE_KEYS: Record<string, keyof DiTConfig> = {
   class_dropout_prob: 'classDropoutProb',
   num_classes: 'numClasses',
   learn_sigma: 'learnSigma',
+  use_gamma: 'useGamma',
+  gamma_depth: 'gammaDepth',
 };
 
 /** Maps the official snake_case constructor arguments (e.g. a config.json) onto a full DiTConfig. */
@@ -91,15 +103,30 @@ export function configFromModelArgs(args: Record<string, unknown>, base: DiTConf
   for (const [key, value] of Object.entries(args)) {
     const field = SNAKE_KEYS[key] ?? (Object.values(SNAKE_KEYS).includes(key as keyof DiTConfig) ? key as keyof DiTConfig : undefined);
     if (!field) throw new Error(`unknown DiT argument '${key}'`);
-    if (field === 'learnSigma') {
+    if (field === 'learnSigma' || field === 'useGamma') {
       if (typeof value !== 'boolean') throw new TypeError(`DiT argument '${key}' must be a boolean`);
-      out.learnSigma = value;
+      out[field] = value;
     } else {
       if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`DiT argument '${key}' must be a number`);
       out[field] = value;
     }
   }
   return out;
+}
+
+/** The official constructor arguments (snake_case) of a config; the DiffFit ones only when on. */
+export function modelArgs(c: DiTConfig): Record<string, number | boolean> {
+  const out: Record<string, number | boolean> = {};
+  for (const [snake, field] of Object.entries(SNAKE_KEYS)) {
+    const v = field === 'gammaDepth' ? (c.useGamma ? gammaDepth(c) : undefined) : c[field];
+    if (v !== undefined && !(field === 'useGamma' && !v)) out[snake] = v;
+  }
+  return out;
+}
+
+/** How many leading blocks carry DiffFit gammas. */
+export function gammaDepth(c: DiTConfig): number {
+  return c.gammaDepth ?? Math.floor(c.depth / 2);
 }
 
 function validate(c: DiTConfig): void {
@@ -218,18 +245,28 @@ export class Attention extends nn.Module {
   readonly qkv: torch.nn.Linear;
   readonly proj: torch.nn.Linear;
   readonly headDim: number;
-  constructor(readonly dim: number, readonly numHeads: number) {
+  /** DiffFit scales on the qkv output [3*dim] and the proj output [dim] (Diff-Tuning fork). */
+  readonly gamma1: Tensor | null = null;
+  readonly gamma2: Tensor | null = null;
+  constructor(readonly dim: number, readonly numHeads: number, useGamma = false) {
     super();
     this.headDim = dim / numHeads;
     this.qkv = this.registerModule('qkv', new nn.Linear(dim, dim * 3, true));
     this.proj = this.registerModule('proj', new nn.Linear(dim, dim, true));
+    if (useGamma) {
+      this.gamma1 = this.registerParameter('gamma1', torch.ones([dim * 3]));
+      this.gamma2 = this.registerParameter('gamma2', torch.ones([dim]));
+    }
   }
   forward(x: Tensor): Tensor {
     return torch.scope(() => {
       const [B, N, C] = x.shape;
-      const qkv = this.qkv.forward(x).reshape(B, N, 3, this.numHeads, this.headDim).permute(2, 0, 3, 1, 4);
+      let qkvOut = this.qkv.forward(x);
+      if (this.gamma1) qkvOut = this.gamma1.mul(qkvOut);
+      const qkv = qkvOut.reshape(B, N, 3, this.numHeads, this.headDim).permute(2, 0, 3, 1, 4);
       const o = F.scaledDotProductAttention(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2));
-      return this.proj.forward(o.transpose(1, 2).reshape(B, N, C));
+      const out = this.proj.forward(o.transpose(1, 2).reshape(B, N, C));
+      return this.gamma2 ? this.gamma2.mul(out) : out;
     });
   }
 }
@@ -257,10 +294,18 @@ export class DiTBlock extends nn.Module {
   readonly norm2: torch.nn.LayerNorm;
   readonly mlp: Mlp;
   readonly adaLN_modulation: torch.nn.Sequential;
-  constructor(hiddenSize: number, numHeads: number, mlpRatio = 4.0) {
+  /** DiffFit scales on the attention and MLP residual branches (Diff-Tuning fork). */
+  readonly gamma1: Tensor | null = null;
+  readonly gamma2: Tensor | null = null;
+  constructor(hiddenSize: number, numHeads: number, mlpRatio = 4.0, useGamma = false) {
     super();
+    // The fork registers the gammas first among this block's own parameters (state_dict order).
+    if (useGamma) {
+      this.gamma1 = this.registerParameter('gamma1', torch.ones([hiddenSize]));
+      this.gamma2 = this.registerParameter('gamma2', torch.ones([hiddenSize]));
+    }
     this.norm1 = this.registerModule('norm1', new nn.LayerNorm(hiddenSize, 1e-6, false));
-    this.attn = this.registerModule('attn', new Attention(hiddenSize, numHeads));
+    this.attn = this.registerModule('attn', new Attention(hiddenSize, numHeads, useGamma));
     this.norm2 = this.registerModule('norm2', new nn.LayerNorm(hiddenSize, 1e-6, false));
     this.mlp = this.registerModule('mlp', new Mlp(hiddenSize, Math.trunc(hiddenSize * mlpRatio)));
     this.adaLN_modulation = this.registerModule('adaLN_modulation',
@@ -269,8 +314,11 @@ export class DiTBlock extends nn.Module {
   forward(x: Tensor, c: Tensor): Tensor {
     return torch.scope(() => {
       const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = this.adaLN_modulation.forward(c).chunk(6, 1);
-      const h = x.add(gateMsa.unsqueeze(1).mul(this.attn.forward(modulate(this.norm1.forward(x), shiftMsa, scaleMsa))));
-      return h.add(gateMlp.unsqueeze(1).mul(this.mlp.forward(modulate(this.norm2.forward(h), shiftMlp, scaleMlp))));
+      // gate * gamma * branch, multiplied left to right as the fork does.
+      const gA = this.gamma1 ? gateMsa.unsqueeze(1).mul(this.gamma1) : gateMsa.unsqueeze(1);
+      const h = x.add(gA.mul(this.attn.forward(modulate(this.norm1.forward(x), shiftMsa, scaleMsa))));
+      const gM = this.gamma2 ? gateMlp.unsqueeze(1).mul(this.gamma2) : gateMlp.unsqueeze(1);
+      return h.add(gM.mul(this.mlp.forward(modulate(this.norm2.forward(h), shiftMlp, scaleMlp))));
     });
   }
 }
@@ -393,7 +441,8 @@ export class DiT extends nn.Module {
     // Fixed sin-cos embedding: a parameter (so it is in the state dict) that is not trained.
     this.pos_embed = this.registerParameter('pos_embed', this.posEmbedValue(), false);
     this.blocks = this.registerModule('blocks',
-      new nn.ModuleList(Array.from({ length: c.depth }, () => new DiTBlock(c.hiddenSize, c.numHeads, c.mlpRatio))));
+      new nn.ModuleList(Array.from({ length: c.depth },
+        (_, i) => new DiTBlock(c.hiddenSize, c.numHeads, c.mlpRatio, c.useGamma && i < gammaDepth(c)))));
     this.final_layer = this.registerModule('final_layer', new FinalLayer(c.hiddenSize, c.patchSize, this.outChannels));
     if (this.pos_embed.shape[1] !== numPatches) throw new Error('DiT: position table does not match the patch grid');
     if (o.initialize ?? true) this.initializeWeights();
@@ -472,20 +521,10 @@ export class DiT extends nn.Module {
    * written to both halves; the remaining channels pass through unguided.
    */
   forwardWithCfg(x: Tensor, t: Tensor, y: Tensor, cfgScale: number, o: CfgOptions = {}): Tensor {
-    return torch.scope(() => {
-      const n = x.shape[0];
-      if (n % 2) throw new Error(`forwardWithCfg: batch size ${n} is odd (expected [cond; uncond] halves)`);
-      const half = x.slice(0, 0, n / 2);
-      const combined = torch.cat([half, half], 0);
-      const modelOut = this.forward(combined, t, y);
-      const g = o.guideChannels === undefined ? 3 : o.guideChannels === 'all' ? this.inChannels : o.guideChannels;
-      const eps = modelOut.slice(1, 0, g);
-      const rest = modelOut.slice(1, g);
-      const [condEps, uncondEps] = eps.split(eps.shape[0] / 2, 0);
-      const halfEps = uncondEps.add(condEps.sub(uncondEps).mul(cfgScale));
-      return torch.cat([torch.cat([halfEps, halfEps], 0), rest], 1);
-    });
+    const g = o.guideChannels === undefined ? 3 : o.guideChannels === 'all' ? this.inChannels : o.guideChannels;
+    return cfgModel((xx, tt, yy) => this.forward(xx, tt, yy), { guideChannels: g })(x, t, { y, cfgScale });
   }
+
 }
 
 function zeroLinear(l: torch.nn.Linear): void {
