@@ -15,6 +15,7 @@ JSON line: {"side": "torch", "config": ..., "steps": ..., "seconds": ..., "steps
 import argparse
 import json
 import math
+import resource
 import sys
 import time
 
@@ -99,8 +100,10 @@ class Attention(nn.Module):
         if HAS_SDPA:
             o = F.scaled_dot_product_attention(q, k, v)
         else:
-            scores = (q * self.scale).matmul(k.transpose(-2, -1))
-            o = F.softmax(scores, -1).matmul(v)
+            # The explicit path (timm on torch < 2, and difftune's F.scaledDotProductAttention on 1.13).
+            attn = (q * self.scale).matmul(k.transpose(-2, -1))
+            attn = F.softmax(attn, -1)
+            o = attn.matmul(v)
         return self.proj(o.transpose(1, 2).reshape(B, N, C))
 
 
@@ -268,14 +271,19 @@ def main():
         sync()
         per = (time.perf_counter() - t0) / 2
         steps = max(5, math.ceil(a.min_seconds * 1.05 / per))
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     sync()
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
         "side": "torch", "config": a.config, "device": a.device, "precision": a.precision, "threads": a.threads,
-        "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
+        "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds, "cpu_seconds": cpu_seconds, "sys_seconds": r1.ru_stime - r0.ru_stime,
+        "minflt_per_step": (r1.ru_minflt - r0.ru_minflt) / steps,
         "version": torch.__version__, "sdpa": HAS_SDPA,
     }))
     sys.stdout.flush()

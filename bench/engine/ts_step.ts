@@ -47,7 +47,7 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const cfg = CONFIGS[a.config];
   const cuda = a.device === 'cuda';
@@ -151,16 +151,23 @@ function main(): void {
     observer.observe({ entryTypes: ['gc'] });
   }
 
+  const ru0 = process.resourceUsage();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) step();
   sync();
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  const ru = process.resourceUsage();
+  const faultsPerStep = (ru.minorPageFault - ru0.minorPageFault) / steps;
 
   const result: Record<string, unknown> = {
     side: 'ts', config: a.config, device: a.device, precision: a.precision, threads: a.threads,
-    steps, seconds, steps_per_s: steps / seconds, version: torch.buildInfo().torchVersion,
+    steps, seconds, steps_per_s: steps / seconds, cpu_seconds: cpuSeconds, sys_seconds: cpu.system / 1e6, minflt_per_step: faultsPerStep, version: torch.buildInfo().torchVersion,
   };
   if (a.profile) {
+    await new Promise((resolve) => setTimeout(resolve, 50)); // GC entries arrive asynchronously
     observer?.disconnect();
     const total = [...calls.values()].reduce((s, n) => s + n, 0);
     result.profile = {
@@ -176,4 +183,7 @@ function main(): void {
   console.log(JSON.stringify(result));
 }
 
-main();
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  process.exit(1);
+});

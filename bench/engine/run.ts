@@ -1,0 +1,229 @@
+// `npm run bench:engine`: the same small DiT training step on difftune's engine (ts_step.ts,
+// over src/models/dit.ts) and in Python PyTorch (dit_step.py), each in a child process with an
+// explicit thread environment, at each thread setting; prints steps/s per side and setting and,
+// last for each config, `ratio <config> <ts steps/s / torch steps/s>` of the best settings.
+//
+//   node dist/bench/engine/run.js [--config tiny|small|dit-s2|dit-b2|all] [--steps N]
+//     [--min-seconds S] [--threads 1,2] [--blas-threads 1,2] [--repeat R] [--side both|ts|torch]
+//     [--python PATH] [--malloc default|tuned] [--device cpu|cuda] [--precision fp32,tf32,bf16] [--profile]
+//
+// CPU (default): configs tiny and small; every pair of intra-op threads (1, 2) and OpenBLAS threads
+// (1, 2); each run timed for >= 10 s. Debian's libtorch calls the pthread build of OpenBLAS, whose
+// thread pool is separate from libtorch's OpenMP pool, so the two counts are set independently
+// (both at 2 oversubscribes a 2-CPU host).
+// --malloc tuned gives both sides the same glibc settings (no heap trimming, 32 MiB mmap
+// threshold, 64 MiB top pad); default leaves glibc's dynamic heuristics, whose page-fault count
+// per step varies between processes (see the faults/step column).
+// CUDA: configs tiny, small, dit-s2, dit-b2 at fp32 (TF32 off), tf32 and bf16 autocast, one host
+// thread; labelled `<config>@cuda-<precision>`. All of it is 24 runs of >= 10 s plus start-up, so
+// on a machine with a per-command limit run subsets, e.g.
+//   node dist/bench/engine/run.js --device cuda --config dit-s2,dit-b2 --min-seconds 5
+//   node dist/bench/engine/run.js --device cuda --config tiny,small --precision fp32,bf16 --min-seconds 5
+// The Python side needs a CUDA build of PyTorch (--python PATH or $PYTHON picks the interpreter);
+// torch >= 2 uses fused scaled_dot_product_attention on both sides.
+import { spawnSync } from 'node:child_process';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CONFIGS, PRECISIONS, Precision } from './configs';
+
+interface Options {
+  configs: string[];
+  steps: number;
+  minSeconds: number;
+  threads: number[];
+  blasThreads: number[];
+  repeat: number;
+  malloc: 'default' | 'tuned';
+  sides: ('ts' | 'torch')[];
+  python: string;
+  device: 'cpu' | 'cuda';
+  precisions: Precision[];
+  profile: boolean;
+  timeoutS: number;
+}
+
+function usage(msg?: string): never {
+  if (msg) console.error(`bench:engine: ${msg}`);
+  console.error('usage: run.js [--config NAME|all] [--steps N] [--min-seconds S] [--threads 1,2] [--repeat R]\n' +
+    '  [--blas-threads 1,2] [--side both|ts|torch] [--python PATH] [--malloc default|tuned] [--device cpu|cuda]\n' +
+    '  [--precision fp32,tf32,bf16] [--profile] [--timeout S]');
+  process.exit(2);
+}
+
+function parse(argv: string[]): Options {
+  let config: string | undefined;
+  let threads: number[] | undefined;
+  let blasThreads: number[] | undefined;
+  let precisions: Precision[] | undefined;
+  const o: Options = {
+    configs: [], steps: 0, minSeconds: 10, threads: [], blasThreads: [], repeat: 1, sides: ['ts', 'torch'], malloc: 'default',
+    python: process.env.PYTHON ?? '/usr/bin/python3', device: 'cpu', precisions: ['fp32'], profile: false, timeoutS: 900,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = (): string => {
+      const next = argv[++i];
+      if (next === undefined) usage(`${k} needs a value`);
+      return next;
+    };
+    const int = (s: string, what: string): number => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n <= 0) usage(`${what} must be a positive integer, got '${s}'`);
+      return n;
+    };
+    switch (k) {
+      case '--config': config = v(); break;
+      case '--steps': o.steps = int(v(), '--steps'); break;
+      case '--min-seconds': o.minSeconds = Number(v()); break;
+      case '--threads': threads = v().split(',').map((s) => int(s, '--threads')); break;
+      case '--blas-threads': blasThreads = v().split(',').map((s) => int(s, '--blas-threads')); break;
+      case '--repeat': o.repeat = int(v(), '--repeat'); break;
+      case '--malloc': {
+        const m = v();
+        if (m !== 'default' && m !== 'tuned') usage(`--malloc must be default or tuned, got '${m}'`);
+        o.malloc = m;
+        break;
+      }
+      case '--side': {
+        const s = v();
+        if (s !== 'both' && s !== 'ts' && s !== 'torch') usage(`--side must be both, ts or torch, got '${s}'`);
+        o.sides = s === 'both' ? ['ts', 'torch'] : [s];
+        break;
+      }
+      case '--python': o.python = v(); break;
+      case '--device': {
+        const d = v();
+        if (d !== 'cpu' && d !== 'cuda') usage(`--device must be cpu or cuda, got '${d}'`);
+        o.device = d;
+        break;
+      }
+      case '--precision': precisions = v().split(',').map((p) => {
+        if (!PRECISIONS.includes(p as Precision)) usage(`unknown precision '${p}' (fp32, tf32, bf16)`);
+        return p as Precision;
+      }); break;
+      case '--profile': o.profile = true; break;
+      case '--timeout': o.timeoutS = int(v(), '--timeout'); break;
+      case '-h': case '--help': return usage();
+      default: return usage(`unknown argument '${k}'`);
+    }
+  }
+  const cpuConfigs = Object.keys(CONFIGS).filter((c) => !CONFIGS[c].cudaOnly);
+  const all = o.device === 'cuda' ? Object.keys(CONFIGS) : cpuConfigs;
+  if (config === undefined || config === 'all') o.configs = all;
+  else {
+    o.configs = config.split(',');
+    for (const c of o.configs) if (!CONFIGS[c]) usage(`unknown config '${c}' (${Object.keys(CONFIGS).join(', ')})`);
+  }
+  // On CUDA the host thread count hardly matters: one setting. On CPU: 1 and 2 intra-op threads.
+  o.threads = threads ?? (o.device === 'cuda' ? [1] : [1, 2]);
+  o.blasThreads = blasThreads ?? (o.device === 'cuda' ? [1] : [1, 2]);
+  o.precisions = o.device === 'cuda' ? precisions ?? PRECISIONS : precisions ?? ['fp32'];
+  if (o.device === 'cpu' && o.precisions.some((p) => p !== 'fp32')) usage('--precision applies to --device cuda only');
+  return o;
+}
+
+interface RunResult {
+  ok: boolean;
+  stepsPerS: number;
+  steps: number;
+  seconds: number;
+  cpuSeconds?: number;
+  sysSeconds?: number;
+  minfltPerStep?: number;
+  version?: string;
+  profile?: unknown;
+  error?: string;
+}
+
+/** glibc malloc settings for `--malloc tuned` (given to both sides alike): keep freed memory in the heap. */
+const TUNED_MALLOC = 'glibc.malloc.trim_threshold=4294967295:glibc.malloc.mmap_threshold=33554432:glibc.malloc.top_pad=67108864';
+
+/**
+ * The environment of a child: every thread-count variable set to this run's values, so neither
+ * the parent's environment nor a previous run leaks in. libtorch's intra-op pool is OpenMP
+ * (OMP_NUM_THREADS; set_num_threads sets it too). Debian's OpenBLAS is the pthread build: its own
+ * pool ignores set_num_threads and sizes itself from OPENBLAS_NUM_THREADS, else GOTO_NUM_THREADS,
+ * else OMP_NUM_THREADS, else all CPUs.
+ */
+function childEnv(threads: number, blasThreads: number, malloc: Options['malloc']): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'VECLIB_MAXIMUM_THREADS', 'NUMEXPR_NUM_THREADS']) env[k] = String(threads);
+  for (const k of ['OPENBLAS_NUM_THREADS', 'GOTO_NUM_THREADS']) env[k] = String(blasThreads);
+  for (const k of ['OMP_PROC_BIND', 'GOMP_CPU_AFFINITY', 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'GLIBC_TUNABLES', 'LD_PRELOAD']) delete env[k];
+  for (const k of Object.keys(env)) if (k.startsWith('MALLOC_')) delete env[k];
+  if (malloc === 'tuned') env.GLIBC_TUNABLES = TUNED_MALLOC;
+  return env;
+}
+
+function runChild(side: 'ts' | 'torch', config: string, threads: number, blasThreads: number, precision: Precision, o: Options): RunResult {
+  const common = ['--config', config, '--threads', String(threads), '--device', o.device, '--precision', precision,
+    '--min-seconds', String(o.minSeconds)];
+  if (o.steps) common.push('--steps', String(o.steps));
+  const [cmd, args] = side === 'ts'
+    ? [process.execPath, [path.join(__dirname, 'ts_step.js'), ...common, ...(o.profile ? ['--profile'] : [])]]
+    : [o.python, [path.join(__dirname, '..', '..', '..', 'bench', 'engine', 'dit_step.py'), ...common]];
+  const r = spawnSync(cmd, args, { env: childEnv(threads, blasThreads, o.malloc), encoding: 'utf8', timeout: o.timeoutS * 1000, maxBuffer: 16 << 20 });
+  const fail = (error: string): RunResult => ({ ok: false, stepsPerS: 0, steps: 0, seconds: 0, error });
+  if (r.error) return fail(`${cmd}: ${r.error.message}`);
+  if (r.status !== 0) {
+    const lines = `${r.stderr ?? ''}`.trim().split('\n');
+    const message = lines.filter((l) => /Error\b|error:/.test(l)).pop() ?? lines.pop() ?? '';
+    return fail(`exit ${r.status ?? r.signal}: ${message.trim()}`);
+  }
+  const line = `${r.stdout}`.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) return fail('no result line');
+  const j = JSON.parse(line) as Record<string, unknown>;
+  return {
+    ok: true, stepsPerS: j.steps_per_s as number, steps: j.steps as number, seconds: j.seconds as number,
+    cpuSeconds: j.cpu_seconds as number | undefined, sysSeconds: j.sys_seconds as number | undefined,
+    minfltPerStep: j.minflt_per_step as number | undefined, version: j.version as string | undefined, profile: j.profile,
+  };
+}
+
+function describe(config: string): string {
+  const c = CONFIGS[config];
+  const m = c.model;
+  return `${m.inputSize}x${m.inputSize}x${m.inChannels}, patch ${m.patchSize}, hidden ${m.hiddenSize}, depth ${m.depth}, ` +
+    `heads ${m.numHeads}, batch ${c.batch}, ${m.numClasses} classes`;
+}
+
+function main(): void {
+  const o = parse(process.argv.slice(2));
+  console.log(`bench:engine  device ${o.device}  host ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})  ` +
+    `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}  python ${o.python}  malloc ${o.malloc}`);
+  for (const config of o.configs) {
+    for (const precision of o.precisions) {
+      const label = o.device === 'cuda' ? `${config}@cuda-${precision}` : config;
+      console.log(`config ${label}: ${describe(config)}`);
+      const best: Record<'ts' | 'torch', { sps: number; setting: string } | null> = { ts: null, torch: null };
+      const settings = o.threads.flatMap((threads) => o.blasThreads.map((blas) => ({ threads, blas })));
+      for (let rep = 0; rep < o.repeat; rep++) {
+        for (const { threads, blas } of settings) {
+          // Interleave the sides so slow drifts in machine load hit both alike.
+          const order = rep % 2 ? [...o.sides].reverse() : o.sides;
+          for (const side of order) {
+            const r = runChild(side, config, threads, blas, precision, o);
+            const name = side === 'ts' ? 'ts   ' : 'torch';
+            const setting = `threads=${threads} blas=${blas}`;
+            if (!r.ok) {
+              console.log(`  ${name} ${setting}  failed: ${r.error}`);
+              continue;
+            }
+            const cpu = r.cpuSeconds !== undefined ? `, cpu ${(r.cpuSeconds / r.seconds).toFixed(2)}x wall` : '';
+            const sys = r.sysSeconds !== undefined ? `, sys ${(r.sysSeconds / r.steps).toFixed(3)} s/step` : '';
+            const flt = r.minfltPerStep !== undefined ? `, ${Math.round(r.minfltPerStep)} faults/step` : '';
+            console.log(`  ${name} ${setting}  ${r.stepsPerS.toFixed(3)} steps/s  (${r.steps} steps in ${r.seconds.toFixed(2)} s${cpu}${sys}${flt}${r.version ? `, torch ${r.version}` : ''})`);
+            if (r.profile) console.log(`    profile ${JSON.stringify(r.profile)}`);
+            const b = best[side];
+            if (!b || r.stepsPerS > b.sps) best[side] = { sps: r.stepsPerS, setting };
+          }
+        }
+      }
+      const fmt = (b: { sps: number; setting: string } | null): string => (b ? `${b.sps.toFixed(3)} steps/s (${b.setting})` : 'n/a');
+      console.log(`  best  ts ${fmt(best.ts)}  torch ${fmt(best.torch)}`);
+      console.log(`ratio ${label} ${best.ts && best.torch ? (best.ts.sps / best.torch.sps).toFixed(3) : 'n/a'}`);
+    }
+  }
+}
+
+main();
