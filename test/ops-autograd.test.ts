@@ -190,3 +190,11 @@ test('argument errors from the dispatcher name the op and argument', () => {
     assert.throws(() => x.reshape(['a' as any]), /reshape: argument 'shape' expected an integer|reshape/);
   });
 });
+
+test('unbind returns the slices along a dim as views', () => {
+  const x = torch.arange(6, undefined, 1, { dtype: 'float32' }).reshape(2, 3);
+  const parts = x.unbind(1);
+  assert.equal(parts.length, 3);
+  assert.deepEqual(parts.map((p) => p.toArray()), [[0, 3], [1, 4], [2, 5]]);
+  assert.ok(parts[0].sharesStorageWith(x));
+});

@@ -264,7 +264,8 @@ export class Attention extends nn.Module {
       let qkvOut = this.qkv.forward(x);
       if (this.gamma1) qkvOut = this.gamma1.mul(qkvOut);
       const qkv = qkvOut.reshape(B, N, 3, this.numHeads, this.headDim).permute(2, 0, 3, 1, 4);
-      const o = F.scaledDotProductAttention(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2));
+      const [q, k, v] = qkv.unbind(0);
+      const o = F.scaledDotProductAttention(q, k, v);
       const out = this.proj.forward(o.transpose(1, 2).reshape(B, N, C));
       return this.gamma2 ? this.gamma2.mul(out) : out;
     });

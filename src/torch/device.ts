@@ -15,6 +15,14 @@ export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }
 
+/**
+ * Threads of OpenBLAS's own pool (where Debian's libtorch runs matmuls), which setNumThreads does
+ * not control. Returns false when the BLAS is not OpenBLAS.
+ */
+export function setBlasThreads(n: number): boolean {
+  return native.setBlasThreads(n);
+}
+
 export function getNumThreads(): number {
   return native.getNumThreads();
 }

@@ -1,5 +1,5 @@
 // torch.nn.functional: stateless layers and losses.
-import { aten, hasOp } from './aten';
+import { aten, hasOp, schemaOf } from './aten';
 import { DType, dtypeCode } from './dtype';
 import { Tensor } from './tensor';
 
@@ -132,12 +132,18 @@ export function hasFusedAttention(): boolean {
   return (fusedAttention ??= hasOp('scaled_dot_product_attention'));
 }
 
+let fusedScale: boolean | undefined;
+function fusedAttentionTakesScale(): boolean {
+  return (fusedScale ??= /\bscale\b/.test(schemaOf('scaled_dot_product_attention')));
+}
+
 /**
  * softmax(q k^T * scale + mask) v over the last two dims. Uses libtorch's fused kernel where it
  * exists (2.x); on 1.13 computes the same thing explicitly.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
-  if (hasFusedAttention()) {
+  // torch 2.0's fused kernel has no `scale` argument (2.1 added it): compute those explicitly.
+  if (hasFusedAttention() && (o.scale === undefined || fusedAttentionTakesScale())) {
     const args: unknown[] = [q.h, k.h, v.h, o.attnMask?.h ?? null, o.dropoutP ?? 0, o.isCausal ?? false];
     if (o.scale !== undefined) args.push(o.scale);
     return new Tensor(op.sdpa(...args));

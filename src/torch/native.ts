@@ -53,6 +53,7 @@ export interface NativeAddon {
   cudaEmptyCache(): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  setBlasThreads(n: number): boolean;
   setMatmulPrecision(p: 'highest' | 'high' | 'medium'): void;
   setCudnnFlags(benchmark: boolean, allowTf32: boolean): void;
   buildInfo(): { torchVersion: string; cudaBuild: boolean; parallelInfo: string };

@@ -35,7 +35,7 @@ const op = {
   reshape: aten('reshape'), view: aten('view'), permute: aten('permute'), transpose: aten('transpose.int'),
   flatten: aten('flatten.using_ints'), squeeze: aten('squeeze'), squeezeDim: aten('squeeze.dim'),
   unsqueeze: aten('unsqueeze'), expand: aten('expand'), contiguous: aten('contiguous'),
-  split: aten('split.Tensor'), splitSizes: aten('split_with_sizes'), chunk: aten('chunk'), repeat: aten('repeat'),
+  unbind: aten('unbind.int'), split: aten('split.Tensor'), splitSizes: aten('split_with_sizes'), chunk: aten('chunk'), repeat: aten('repeat'),
   narrow: aten('narrow'), slice: aten('slice.Tensor'), select: aten('select.int'), indexSelect: aten('index_select'),
   gather: aten('gather'), scatterAdd: aten('scatter_add'), maskedFill: aten('masked_fill.Scalar'),
   maskedFillT: aten('masked_fill.Tensor'), maskedSelect: aten('masked_select'), index: aten('index.Tensor'),
@@ -384,6 +384,10 @@ export class Tensor implements Disposable {
   split(size: number | readonly number[], dim = 0): Tensor[] {
     const hs: Handle[] = typeof size === 'number' ? op.split(this.h, size, dim) : op.splitSizes(this.h, [...size], dim);
     return hs.map((h) => new Tensor(h));
+  }
+  /** The slices along dim, as views (torch.unbind). */
+  unbind(dim = 0): Tensor[] {
+    return (op.unbind(this.h, dim) as Handle[]).map((h) => new Tensor(h));
   }
   chunk(chunks: number, dim = 0): Tensor[] {
     return (op.chunk(this.h, chunks, dim) as Handle[]).map((h) => new Tensor(h));
