@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import * as torch from '../src/torch';
+import { createDiT, DIT_MODELS } from '../src/models/dit';
 import { loadDiT, loadDiTWeights, readDiTConfig, saveDiT } from '../src/models/dit-io';
 import { detectLayout, diffusersToOfficial, officialToDiffusers } from '../src/models/dit-keys';
 
@@ -74,18 +75,55 @@ test('missing and mis-shaped keys are listed; partial loading reports them', { s
 });
 
 test('difftune sample reproduces the official DDPM + CFG samples from the seed', { skip }, () => {
-  const out = path.join(tmp, 'grid.png');
+  const out = path.join(tmp, 'samples.safetensors');
   execFileSync(process.execPath, [cli, 'sample', '--ckpt', path.join(ref, 'model.safetensors'), '--config',
-    path.join(ref, 'config.json'), '--labels', '1,3', '--steps', '25', '--cfg', '4', '--seed', '0', '--out', out], { stdio: 'pipe' });
-  assert.ok(fs.statSync(out).size > 100);
-  const samples = torch.loadSafetensors(out.replace('.png', '.safetensors')).get('samples')!;
+    path.join(ref, 'config.json'), '--classes', '1,3', '--steps', '25', '--cfg', '4', '--seed', '0', '--out', out], { stdio: 'pipe' });
+  const samples = torch.loadSafetensors(out).get('samples')!;
   const expected = torch.loadSafetensors(path.join(ref, 'sampling.safetensors')).get('ddpm_cfg.samples')!.slice(0, 0, 2);
   assert.ok(maxRel(samples, expected) <= 1e-4, `max rel error ${maxRel(samples, expected)}`);
 });
 
 test('difftune sample rejects bad input with a clear message', { skip }, () => {
   const run = (...args: string[]) => execFileSync(process.execPath, [cli, 'sample', ...args], { stdio: 'pipe' });
-  assert.throws(() => run('--ckpt', path.join(ref, 'model.safetensors'), '--config', path.join(ref, 'config.json'), '--labels', '99'),
-    (e: { stderr: Buffer }) => /--labels: '99' is not a class in 0\.\.9/.test(e.stderr.toString()));
+  const ckpt = ['--ckpt', path.join(ref, 'model.safetensors'), '--config', path.join(ref, 'config.json')];
+  assert.throws(() => run(...ckpt, '--classes', '99', '--out', path.join(tmp, 'x.safetensors')),
+    (e: { stderr: Buffer }) => /--classes: '99' is not a class in 0\.\.9/.test(e.stderr.toString()));
+  assert.throws(() => run(...ckpt, '--out', path.join(tmp, 'x.png')),
+    (e: { stderr: Buffer }) => /4-channel latents, which need a VAE/.test(e.stderr.toString()));
+  assert.throws(() => run(...ckpt, '--model', 'DiT-S/2'), (e: { stderr: Buffer }) => /either --config or --model/.test(e.stderr.toString()));
   assert.throws(() => run('--bogus'), (e: { stderr: Buffer }) => /unknown option '--bogus'/.test(e.stderr.toString()));
+});
+
+/** The parameter count of an official DiT, from its layer shapes (pos_embed included, as model.parameters()). */
+function officialCount(D: number, L: number, p: number, C = 4, K = 1000, I = 32): number {
+  const linear = (i: number, o: number) => i * o + o;
+  const block = linear(D, 3 * D) + linear(D, D) + linear(D, 4 * D) + linear(4 * D, D) + linear(D, 6 * D);
+  const tokens = (I / p) ** 2;
+  return C * p * p * D + D + linear(256, D) + linear(D, D) + (K + 1) * D + tokens * D + L * block
+    + linear(D, p * p * 2 * C) + linear(D, 2 * D);
+}
+
+test('official configs construct with the official parameter counts', () => {
+  assert.equal(officialCount(1152, 28, 2), 675_129_632, 'the formula matches the published DiT-XL/2 count');
+  for (const name of ['DiT-S/2', 'DiT-S/8', 'DiT-B/4'] as const) {
+    const { depth, hiddenSize, patchSize } = DIT_MODELS[name];
+    const m = createDiT(name, {}, { initialize: false });
+    assert.equal(m.numParameters(), officialCount(hiddenSize, depth, patchSize), name);
+    for (const p of m.parameters()) p.dispose();
+  }
+});
+
+test('DiT-XL/2 has 675,129,632 parameters', () => {
+  const m = createDiT('DiT-XL/2', {}, { initialize: false });
+  assert.equal(m.numParameters(), 675_129_632);
+  for (const p of m.parameters()) p.dispose();
+});
+
+test('a truncated or hostile checkpoint gives a clear error naming the file', { skip }, () => {
+  const bytes = fs.readFileSync(path.join(ref, 'model.safetensors'));
+  const cut = path.join(tmp, 'cut.safetensors');
+  fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 100));
+  assert.throws(() => loadDiT(cut, { config: readDiTConfig(path.join(ref, 'config.json')) }), /cut\.safetensors.*(truncat|beyond|end of)/i);
+  const hostile = path.join(__dirname, '..', '..', 'test', 'fixtures', 'pt', 'hostile_os_system_zip.pt');
+  assert.throws(() => loadDiTWeights(hostile), /hostile_os_system_zip\.pt.*(system)/);
 });

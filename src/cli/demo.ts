@@ -2,7 +2,6 @@
 // no network), samples it with classifier-free guidance and writes a grid and the weights.
 // The full Diff-Tuning demo (source model, knowledge bank, report) builds on this.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { makeShapes, SHAPE_CLASSES } from '../data/shapes';
 import { createDiffusion } from '../diffusion/create';
@@ -11,6 +10,7 @@ import { DiT } from '../models/dit';
 import { saveImageGrid } from '../report/grid';
 import * as torch from '../torch';
 import { parseFlags } from './args';
+import { configureThreads } from './threads';
 
 const FLAGS = {
   steps: { type: 'number', default: 1500, help: 'training steps' },
@@ -26,7 +26,7 @@ export async function runDemo(argv: string[]): Promise<void> {
   const flags = parseFlags('demo', 'Train a tiny DiT on built-in shapes and sample it.', FLAGS, argv);
   if (!flags) return;
   const steps = flags.quick ? 200 : flags.steps;
-  if (!process.env.OMP_NUM_THREADS) torch.setNumThreads(os.availableParallelism());
+  configureThreads();
   torch.manualSeed(flags.seed);
   fs.mkdirSync(flags.out, { recursive: true });
 

@@ -3,18 +3,25 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { cfgBatch, conditionalHalf } from '../diffusion/cfg';
 import { createDiffusion } from '../diffusion/create';
+import { mulberry32 } from '../data/prng';
+import { DiTConfig, ditConfig, DIT_MODELS, isDiTModelName } from '../models/dit';
 import { loadDiT, readDiTConfig } from '../models/dit-io';
 import { saveImageGrid } from '../report/grid';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
 import { parseFlags } from './args';
+import { configureThreads } from './threads';
 
 const FLAGS = {
   ckpt: { type: 'string', help: 'DiT weights: .safetensors (ours or diffusers layout) or an official .pt' },
   config: { type: 'string', default: '', help: 'JSON with the official constructor arguments (default: X.json or config.json beside the weights)' },
+  model: { type: 'string', default: '', help: "an official config by name instead of --config, e.g. 'DiT-XL/2'" },
+  'input-size': { type: 'number', default: 32, help: 'with --model: latent/image size (256px images -> 32 latents)' },
+  'in-channels': { type: 'number', default: 4, help: 'with --model: input channels' },
+  'num-classes': { type: 'number', default: 1000, help: 'with --model: number of classes' },
   key: { type: 'string', default: '', help: "which weights of a training checkpoint: 'ema' (default when present) or 'model'" },
-  labels: { type: 'string', default: '', help: 'comma-separated class labels (default: n labels spread over the classes)' },
-  n: { type: 'number', default: 16, help: 'number of samples when --labels is not given' },
+  classes: { type: 'string', default: '', help: 'comma-separated class labels, one sample each' },
+  n: { type: 'number', default: 16, help: 'number of samples with random classes when --classes is not given' },
   cfg: { type: 'number', default: 4.0, help: 'classifier-free guidance scale (1 = no guidance)' },
   'guide-channels': { type: 'string', default: '3', help: "channels that get guidance: '3' (the official DiT behaviour) or 'all'" },
   sampler: { type: 'string', default: 'ddpm', help: 'ddpm or ddim' },
@@ -23,17 +30,29 @@ const FLAGS = {
   seed: { type: 'number', default: 0, help: 'random seed (torch.manual_seed)' },
   batch: { type: 'number', default: 64, help: 'samples per forward batch' },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
-  out: { type: 'string', default: 'samples.png', help: 'output PNG grid (the raw samples go beside it as .safetensors)' },
+  out: { type: 'string', default: 'samples.png', help: 'a .png image grid (1- or 3-channel models) or a .safetensors file of the raw samples' },
   nrow: { type: 'number', default: 8, help: 'images per grid row' },
 } as const;
 
-function parseLabels(text: string, n: number, numClasses: number): number[] {
-  if (!text) return Array.from({ length: n }, (_, i) => Math.floor((i * numClasses) / n));
+/** The classes to sample; random ones come from their own PRNG so torch's draws stay as sample.py's. */
+function parseClasses(text: string, n: number, numClasses: number, seed: number): number[] {
+  if (!text) {
+    const rand = mulberry32(seed);
+    return Array.from({ length: n }, () => Math.floor(rand() * numClasses));
+  }
   const labels = text.split(',').map((s) => Number(s.trim()));
   for (const l of labels) {
-    if (!Number.isInteger(l) || l < 0 || l >= numClasses) throw new Error(`--labels: '${l}' is not a class in 0..${numClasses - 1}`);
+    if (!Number.isInteger(l) || l < 0 || l >= numClasses) throw new Error(`--classes: '${l}' is not a class in 0..${numClasses - 1}`);
   }
   return labels;
+}
+
+function modelConfig(flags: { config: string; model: string; 'input-size': number; 'in-channels': number; 'num-classes': number }): DiTConfig | undefined {
+  if (flags.config && flags.model) throw new Error('give either --config or --model, not both');
+  if (flags.config) return readDiTConfig(flags.config);
+  if (!flags.model) return undefined;
+  if (!isDiTModelName(flags.model)) throw new Error(`--model: unknown DiT config '${flags.model}' (known: ${Object.keys(DIT_MODELS).join(', ')})`);
+  return ditConfig(flags.model, { inputSize: flags['input-size'], inChannels: flags['in-channels'], numClasses: flags['num-classes'] });
 }
 
 export async function runSample(argv: string[]): Promise<void> {
@@ -42,16 +61,21 @@ export async function runSample(argv: string[]): Promise<void> {
   if (!['ddpm', 'ddim'].includes(flags.sampler)) throw new Error(`--sampler must be ddpm or ddim, got '${flags.sampler}'`);
   const guide = flags['guide-channels'] === 'all' ? 'all' : Number(flags['guide-channels']);
   if (guide !== 'all' && !(Number.isInteger(guide) && guide > 0)) throw new Error(`--guide-channels must be a positive integer or 'all'`);
+  configureThreads();
   const device = flags.device as Device;
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
 
-  const { model, warnings } = loadDiT(flags.ckpt, {
-    config: flags.config ? readDiTConfig(flags.config) : undefined, key: flags.key || undefined, device,
-  });
+  const toPng = /\.png$/i.test(flags.out);
+  if (!toPng && !/\.safetensors$/i.test(flags.out)) throw new Error(`--out must end in .png or .safetensors, got '${flags.out}'`);
+  const { model, warnings } = loadDiT(flags.ckpt, { config: modelConfig(flags), key: flags.key || undefined, device });
   for (const w of warnings) console.warn(`warning: ${w}`);
   model.eval();
   const c = model.config;
-  const labels = parseLabels(flags.labels, flags.n, c.numClasses);
+  if (toPng && c.inChannels !== 1 && c.inChannels !== 3) {
+    throw new Error(`--out ${flags.out}: this model makes ${c.inChannels}-channel latents, which need a VAE to become images ` +
+      '(not available yet); write the raw samples with --out FILE.safetensors');
+  }
+  const labels = parseClasses(flags.classes, flags.n, c.numClasses, flags.seed);
   const diffusion = createDiffusion({ timestepRespacing: flags.steps, learnSigma: c.learnSigma });
   const useCfg = flags.cfg !== 1;
   torch.manualSeed(flags.seed);
@@ -81,12 +105,7 @@ export async function runSample(argv: string[]): Promise<void> {
   }
   const samples = torch.cat(chunks, 0);
   fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
-  const raw = flags.out.replace(/\.png$/i, '') + '.safetensors';
-  torch.saveSafetensors(raw, { samples, labels: torch.tensor(labels, { dtype: 'int64' }) });
-  // Pixel models (1 or 3 channels) are shown directly; latents show their first 3 channels until
-  // a VAE decodes them.
-  const shown = c.inChannels === 1 || c.inChannels === 3 ? samples : samples.slice(1, 0, 3);
-  if (shown !== samples) console.warn(`note: ${c.inChannels}-channel samples are latents; the grid shows channels 0-2 (decode with a VAE for images)`);
-  saveImageGrid(flags.out, shown, flags.nrow);
-  console.log(`wrote ${flags.out} and ${raw}`);
+  if (toPng) saveImageGrid(flags.out, samples, flags.nrow);
+  else torch.saveSafetensors(flags.out, { samples, labels: torch.tensor(labels, { dtype: 'int64' }) });
+  console.log(`wrote ${flags.out}`);
 }

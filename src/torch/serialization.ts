@@ -68,7 +68,7 @@ export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): { s
   if (!fs.existsSync(path)) throw new CheckpointError(path, 'file does not exist');
   if (isSafetensors(path)) return { stateDict: loadSafetensors(path, { device: o.device }), warnings: [] };
   const ckpt = readTorchCheckpoint(path, { skipUnknown: o.skipUnknown });
-  const raw = pickStateDict(ckpt.value, o.key);
+  const raw = pickStateDict(ckpt.value, o.key, path);
   const stateDict = new Map<string, Tensor>();
   for (const [k, r] of raw) stateDict.set(k, tensorFromRaw(r, o.device));
   return { stateDict, warnings: ckpt.warnings };

@@ -298,8 +298,7 @@ export const STATE_DICT_KEYS = ['ema', 'model', 'state_dict', 'model_state_dict'
  * present) selects one inside a training checkpoint such as
  * {model, ema, opt, args}.
  */
-export function pickStateDict(value: PyValue, key?: string): Map<string, RawTensor> {
-  const where = '<checkpoint>';
+export function pickStateDict(value: PyValue, key?: string, where = '<checkpoint>'): Map<string, RawTensor> {
   if (!(value instanceof Map)) throw new CheckpointError(where, `expected a dict at the top level, got ${describe(value)}`);
   const keys = [...value.keys()].map(String).join(', ');
   if (key !== undefined) {
