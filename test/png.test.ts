@@ -51,3 +51,10 @@ test('imageGridPng maps [-1, 1] to 0..255 and lays images out row-major with pad
   assert.equal(at(1, 4), 128);    // image 2 (value 0), second row: 127.5 + 0.5 truncated
   assert.equal(at(0, 0), 0);      // padding
 });
+
+test('imageGridPng can enlarge images by pixel repetition', () => {
+  const img = torch.tensor([[-1, 1], [1, -1]]).reshape(1, 1, 2, 2);
+  const d = decode(imageGridPng(img, 1, 0, 2));
+  assert.equal(d.width, 4);
+  assert.deepEqual([...d.pixels], [0, 0, 255, 255, 0, 0, 255, 255, 255, 255, 0, 0, 255, 255, 0, 0]);
+});

@@ -79,8 +79,8 @@ export async function runDemo(argv: string[]): Promise<void> {
     return conditionalHalf(out);
   });
   const grid = path.join(flags.out, 'samples.png');
-  saveImageGrid(grid, samples, perClass);
-  saveImageGrid(path.join(flags.out, 'training-images.png'), data.images.slice(0, 0, 32), perClass);
+  saveImageGrid(grid, samples, perClass, 4);
+  saveImageGrid(path.join(flags.out, 'training-images.png'), data.images.slice(0, 0, 32), perClass, 4);
   torch.saveSafetensors(path.join(flags.out, 'model.safetensors'), model.stateDict(),
     { config: JSON.stringify(model.config) });
   console.log(`done in ${((Date.now() - start) / 1000).toFixed(0)} s. Samples (one row per class: ${SHAPE_CLASSES.join(', ')}): ${grid}`);

@@ -8,11 +8,16 @@ import { encodePng } from './png';
  * images: [N, C, H, W] with C = 1 or 3, values in [-1, 1] (mapped to 0..255 as DiT's save_image with
  * normalize=True, value_range=(-1, 1)). Returns PNG bytes of a grid with `nrow` images per row.
  */
-export function imageGridPng(images: Tensor, nrow = 8, padding = 2): Buffer {
-  const [n, c, h, w] = images.shape;
+export function imageGridPng(images: Tensor, nrow = 8, padding = 2, scale = 1): Buffer {
+  const [n, c] = images.shape;
   if (images.ndim !== 4 || (c !== 1 && c !== 3)) throw new RangeError(`imageGridPng: expected [N, 1|3, H, W], got [${images.shape}]`);
+  if (!Number.isInteger(scale) || scale < 1) throw new RangeError(`imageGridPng: scale must be a positive integer, got ${scale}`);
+  const h = images.shape[2] * scale;
+  const w = images.shape[3] * scale;
   const bytes = noGrad(() => {
-    const u8 = images.detach().float().clamp(-1, 1).add(1).mul(127.5).add(0.5).clamp(0, 255).to({ dtype: 'uint8', device: 'cpu' });
+    // Small images are enlarged by pixel repetition so they can be looked at.
+    const big = scale === 1 ? images.detach() : images.detach().repeatInterleave(scale, 2).repeatInterleave(scale, 3);
+    const u8 = big.float().clamp(-1, 1).add(1).mul(127.5).add(0.5).clamp(0, 255).to({ dtype: 'uint8', device: 'cpu' });
     const hwc = u8.permute(0, 2, 3, 1).contiguous();
     const data = hwc.bytes();
     u8.dispose();
@@ -36,8 +41,8 @@ export function imageGridPng(images: Tensor, nrow = 8, padding = 2): Buffer {
 }
 
 /** Writes the grid atomically. */
-export function saveImageGrid(path: string, images: Tensor, nrow = 8): void {
+export function saveImageGrid(path: string, images: Tensor, nrow = 8, scale = 1): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, imageGridPng(images, nrow));
+  fs.writeFileSync(tmp, imageGridPng(images, nrow, 2, scale));
   fs.renameSync(tmp, path);
 }

@@ -39,7 +39,7 @@ const op = {
   narrow: aten('narrow'), slice: aten('slice.Tensor'), select: aten('select.int'), indexSelect: aten('index_select'),
   gather: aten('gather'), scatterAdd: aten('scatter_add'), maskedFill: aten('masked_fill.Scalar'),
   maskedFillT: aten('masked_fill.Tensor'), maskedSelect: aten('masked_select'), index: aten('index.Tensor'),
-  flip: aten('flip'), roll: aten('roll'), tril: aten('tril'), triu: aten('triu'), nonzero: aten('nonzero'),
+  repeatInterleave: aten('repeat_interleave.self_int'), flip: aten('flip'), roll: aten('roll'), tril: aten('tril'), triu: aten('triu'), nonzero: aten('nonzero'),
   clone: aten('clone'), detach: aten('detach'), to: aten('to.dtype_layout'),
   addI: atenVoid('add_.Tensor'), addSI: atenVoid('add_.Scalar'), subI: atenVoid('sub_.Tensor'),
   mulI: atenVoid('mul_.Tensor'), mulSI: atenVoid('mul_.Scalar'), divI: atenVoid('div_.Tensor'),
@@ -393,6 +393,10 @@ export class Tensor implements Disposable {
     return (op.chunk(this.h, chunks, dim) as Handle[]).map((h) => new Tensor(h));
   }
   narrow(dim: number, start: number, length: number): Tensor { return new Tensor(op.narrow(this.h, dim, start, length)); }
+  /** Each element repeated `repeats` times along dim (torch.repeat_interleave). */
+  repeatInterleave(repeats: number, dim: number): Tensor {
+    return new Tensor(op.repeatInterleave(this.h, repeats, dim, null));
+  }
   flip(dims_: number | readonly number[]): Tensor { return new Tensor(op.flip(this.h, dims(dims_))); }
   roll(shifts: number | readonly number[], dim: number | readonly number[]): Tensor {
     return new Tensor(op.roll(this.h, dims(shifts), dims(dim)));
