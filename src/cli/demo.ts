@@ -1,5 +1,6 @@
 // `difftune demo`: trains a tiny class-conditional DiT on built-in procedural images (no files,
-// no network), samples it with classifier-free guidance and writes a grid and the weights.
+// no network), samples its EMA weights with DDIM and classifier-free guidance, and writes a
+// grid and the weights (loadable by `difftune sample`).
 // The full Diff-Tuning demo (source model, knowledge bank, report) builds on this.
 import * as fs from 'fs';
 import * as path from 'path';
@@ -7,6 +8,8 @@ import { makeShapes, SHAPE_CLASSES } from '../data/shapes';
 import { createDiffusion } from '../diffusion/create';
 import { cfgBatch, conditionalHalf } from '../diffusion/cfg';
 import { DiT } from '../models/dit';
+import { saveDiT } from '../models/dit-io';
+import { Ema } from '../tuning/ema';
 import { saveImageGrid } from '../report/grid';
 import * as torch from '../torch';
 import { parseFlags } from './args';
@@ -40,6 +43,7 @@ export async function runDemo(argv: string[]): Promise<void> {
   });
   const diffusion = createDiffusion({ timestepRespacing: '' });
   const opt = new torch.optim.AdamW(model.parameters(), { lr: flags.lr, weightDecay: 0 });
+  const ema = new Ema(model, 0.995);
   console.log(`difftune demo: DiT with ${model.numParameters()} parameters on ${SHAPE_CLASSES.join('/')} images ` +
     `(${size}x${size}), ${steps} steps of batch ${flags.batch}`);
 
@@ -58,6 +62,7 @@ export async function runDemo(argv: string[]): Promise<void> {
       opt.zeroGrad();
       mean.backward();
       opt.step();
+      ema.update(model);
       return mean.item();
     });
     running = step === 1 ? loss : 0.98 * running + 0.02 * loss;
@@ -67,22 +72,25 @@ export async function runDemo(argv: string[]): Promise<void> {
     }
   }
 
-  model.eval();
+  // Sample from the averaged weights, as DiT does.
+  const sampler = new DiT(model.config, { initialize: false });
+  sampler.loadStateDict(ema.stateDict(model));
+  sampler.eval();
   const perClass = 8;
   const labels = torch.tensor(SHAPE_CLASSES.flatMap((_, k) => Array(perClass).fill(k)), { dtype: 'int64' });
-  const sampler = createDiffusion({ timestepRespacing: '100' });
+  const diffusionForSampling = createDiffusion({ timestepRespacing: 'ddim50' });
   const samples = torch.scope(() => {
     const z = torch.randn([labels.shape[0], 3, size, size]);
     const batch = cfgBatch(z, labels, SHAPE_CLASSES.length);
-    const out = sampler.pSampleLoop((x, t, k: { y: torch.Tensor }) => model.forwardWithCfg(x, t, k.y, flags.cfg, { guideChannels: 'all' }),
+    const out = diffusionForSampling.ddimSampleLoop(
+      (x, t, k: { y: torch.Tensor }) => sampler.forwardWithCfg(x, t, k.y, flags.cfg, { guideChannels: 'all' }),
       batch.x.shape, { noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised: true });
     return conditionalHalf(out);
   });
   const grid = path.join(flags.out, 'samples.png');
   saveImageGrid(grid, samples, perClass, 4);
   saveImageGrid(path.join(flags.out, 'training-images.png'), data.images.slice(0, 0, 32), perClass, 4);
-  torch.saveSafetensors(path.join(flags.out, 'model.safetensors'), model.stateDict(),
-    { config: JSON.stringify(model.config) });
+  saveDiT(path.join(flags.out, 'model.safetensors'), sampler);
   console.log(`done in ${((Date.now() - start) / 1000).toFixed(0)} s. Samples (one row per class: ${SHAPE_CLASSES.join(', ')}): ${grid}`);
   console.log(`training images for comparison: ${path.join(flags.out, 'training-images.png')}; weights: ${path.join(flags.out, 'model.safetensors')}`);
 }
