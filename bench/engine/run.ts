@@ -24,6 +24,7 @@
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { childEnv } from '../child-env';
 import { CONFIGS, PRECISIONS, Precision } from './configs';
 
 interface Options {
@@ -145,16 +146,6 @@ const TUNED_MALLOC = 'glibc.malloc.trim_threshold=4294967295:glibc.malloc.mmap_t
  * pool ignores set_num_threads and sizes itself from OPENBLAS_NUM_THREADS, else GOTO_NUM_THREADS,
  * else OMP_NUM_THREADS, else all CPUs.
  */
-function childEnv(threads: number, blasThreads: number, malloc: Options['malloc']): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'VECLIB_MAXIMUM_THREADS', 'NUMEXPR_NUM_THREADS']) env[k] = String(threads);
-  for (const k of ['OPENBLAS_NUM_THREADS', 'GOTO_NUM_THREADS']) env[k] = String(blasThreads);
-  for (const k of ['OMP_PROC_BIND', 'GOMP_CPU_AFFINITY', 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'GLIBC_TUNABLES', 'LD_PRELOAD']) delete env[k];
-  for (const k of Object.keys(env)) if (k.startsWith('MALLOC_')) delete env[k];
-  if (malloc === 'tuned') env.GLIBC_TUNABLES = TUNED_MALLOC;
-  return env;
-}
-
 function runChild(side: 'ts' | 'torch', config: string, threads: number, blasThreads: number, precision: Precision, o: Options): RunResult {
   const common = ['--config', config, '--threads', String(threads), '--device', o.device, '--precision', precision,
     '--min-seconds', String(o.minSeconds)];
@@ -162,7 +153,7 @@ function runChild(side: 'ts' | 'torch', config: string, threads: number, blasThr
   const [cmd, args] = side === 'ts'
     ? [process.execPath, [path.join(__dirname, 'ts_step.js'), ...common, ...(o.profile ? ['--profile'] : [])]]
     : [o.python, [path.join(__dirname, '..', '..', '..', 'bench', 'engine', 'dit_step.py'), ...common]];
-  const r = spawnSync(cmd, args, { env: childEnv(threads, blasThreads, o.malloc), encoding: 'utf8', timeout: o.timeoutS * 1000, maxBuffer: 16 << 20 });
+  const r = spawnSync(cmd, args, { env: childEnv(threads, blasThreads, o.malloc === 'tuned' ? TUNED_MALLOC : undefined), encoding: 'utf8', timeout: o.timeoutS * 1000, maxBuffer: 16 << 20 });
   const fail = (error: string): RunResult => ({ ok: false, stepsPerS: 0, steps: 0, seconds: 0, error });
   if (r.error) return fail(`${cmd}: ${r.error.message}`);
   if (r.status !== 0) {
