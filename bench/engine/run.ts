@@ -26,6 +26,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { childEnv } from '../child-env';
 import { CONFIGS, PRECISIONS, Precision } from './configs';
+import { Args } from '../args';
 
 interface Options {
   configs: string[];
@@ -60,50 +61,40 @@ function parse(argv: string[]): Options {
     configs: [], steps: 0, minSeconds: 10, threads: [], blasThreads: [], repeat: 1, sides: ['ts', 'torch'], malloc: 'default',
     python: process.env.PYTHON ?? '/usr/bin/python3', device: 'cpu', precisions: ['fp32'], profile: false, timeoutS: 900,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = (): string => {
-      const next = argv[++i];
-      if (next === undefined) usage(`${k} needs a value`);
-      return next;
-    };
-    const int = (s: string, what: string): number => {
-      const n = Number(s);
-      if (!Number.isInteger(n) || n <= 0) usage(`${what} must be a positive integer, got '${s}'`);
-      return n;
-    };
+  const a = new Args(argv, usage);
+  for (let k = a.flag(); k !== undefined; k = a.flag()) {
     switch (k) {
-      case '--config': config = v(); break;
-      case '--steps': o.steps = int(v(), '--steps'); break;
-      case '--min-seconds': o.minSeconds = Number(v()); break;
-      case '--threads': threads = v().split(',').map((s) => int(s, '--threads')); break;
-      case '--blas-threads': blasThreads = v().split(',').map((s) => int(s, '--blas-threads')); break;
-      case '--repeat': o.repeat = int(v(), '--repeat'); break;
+      case '--config': config = a.value(); break;
+      case '--steps': o.steps = a.int(a.value(), '--steps'); break;
+      case '--min-seconds': o.minSeconds = Number(a.value()); break;
+      case '--threads': threads = a.value().split(',').map((s) => a.int(s, '--threads')); break;
+      case '--blas-threads': blasThreads = a.value().split(',').map((s) => a.int(s, '--blas-threads')); break;
+      case '--repeat': o.repeat = a.int(a.value(), '--repeat'); break;
       case '--malloc': {
-        const m = v();
+        const m = a.value();
         if (m !== 'default' && m !== 'tuned') usage(`--malloc must be default or tuned, got '${m}'`);
         o.malloc = m;
         break;
       }
       case '--side': {
-        const s = v();
+        const s = a.value();
         if (s !== 'both' && s !== 'ts' && s !== 'torch') usage(`--side must be both, ts or torch, got '${s}'`);
         o.sides = s === 'both' ? ['ts', 'torch'] : [s];
         break;
       }
-      case '--python': o.python = v(); break;
+      case '--python': o.python = a.value(); break;
       case '--device': {
-        const d = v();
+        const d = a.value();
         if (d !== 'cpu' && d !== 'cuda') usage(`--device must be cpu or cuda, got '${d}'`);
         o.device = d;
         break;
       }
-      case '--precision': precisions = v().split(',').map((p) => {
+      case '--precision': precisions = a.value().split(',').map((p) => {
         if (!PRECISIONS.includes(p as Precision)) usage(`unknown precision '${p}' (fp32, tf32, bf16)`);
         return p as Precision;
       }); break;
       case '--profile': o.profile = true; break;
-      case '--timeout': o.timeoutS = int(v(), '--timeout'); break;
+      case '--timeout': o.timeoutS = a.int(a.value(), '--timeout'); break;
       case '-h': case '--help': return usage();
       default: return usage(`unknown argument '${k}'`);
     }

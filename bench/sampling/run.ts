@@ -19,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { childEnv } from '../child-env';
+import { Args } from '../args';
 
 /** The model: 32x32x3 pixels, patch 4 (64 tokens), hidden 192, depth 6, 6 heads, 10 classes, learned sigma. */
 const MODEL = { inputSize: 32, inChannels: 3, patchSize: 4, hiddenSize: 192, depth: 6, numHeads: 6, numClasses: 10 };
@@ -55,49 +56,39 @@ function parse(argv: string[]): Options {
     steps: 250, batch: 8, cfg: 4, loops: 1, warmupSteps: 5, settings: [], sides: ['ts', 'torch'], repeat: 1,
     python: process.env.PYTHON ?? '/usr/bin/python3', device: 'cpu', timeoutS: 600,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = (): string => {
-      const next = argv[++i];
-      if (next === undefined) usage(`${k} needs a value`);
-      return next;
-    };
-    const int = (s: string, what: string): number => {
-      const n = Number(s);
-      if (!Number.isInteger(n) || n <= 0) usage(`${what} must be a positive integer, got '${s}'`);
-      return n;
-    };
+  const a = new Args(argv, usage);
+  for (let k = a.flag(); k !== undefined; k = a.flag()) {
     switch (k) {
-      case '--steps': o.steps = int(v(), '--steps'); break;
-      case '--batch': o.batch = int(v(), '--batch'); break;
+      case '--steps': o.steps = a.int(a.value(), '--steps'); break;
+      case '--batch': o.batch = a.int(a.value(), '--batch'); break;
       case '--cfg': {
-        const s = v();
+        const s = a.value();
         o.cfg = Number(s);
         if (!Number.isFinite(o.cfg)) usage(`--cfg must be a number, got '${s}'`);
         break;
       }
-      case '--loops': o.loops = int(v(), '--loops'); break;
-      case '--warmup-steps': o.warmupSteps = int(v(), '--warmup-steps'); break;
-      case '--settings': settings = v().split(',').map((s) => {
+      case '--loops': o.loops = a.int(a.value(), '--loops'); break;
+      case '--warmup-steps': o.warmupSteps = a.int(a.value(), '--warmup-steps'); break;
+      case '--settings': settings = a.value().split(',').map((s) => {
         const m = /^(\d+)\+(\d+)$/.exec(s.trim());
         if (!m) usage(`--settings: '${s}' is not <threads>+<blas threads>, e.g. 1+2`);
-        return { threads: int(m[1], '--settings threads'), blas: int(m[2], '--settings blas threads') };
+        return { threads: a.int(m[1], '--settings threads'), blas: a.int(m[2], '--settings blas threads') };
       }); break;
       case '--side': {
-        const s = v();
+        const s = a.value();
         if (s !== 'both' && s !== 'ts' && s !== 'torch') usage(`--side must be both, ts or torch, got '${s}'`);
         o.sides = s === 'both' ? ['ts', 'torch'] : [s];
         break;
       }
-      case '--repeat': o.repeat = int(v(), '--repeat'); break;
-      case '--python': o.python = v(); break;
+      case '--repeat': o.repeat = a.int(a.value(), '--repeat'); break;
+      case '--python': o.python = a.value(); break;
       case '--device': {
-        const d = v();
+        const d = a.value();
         if (d !== 'cpu' && d !== 'cuda') usage(`--device must be cpu or cuda, got '${d}'`);
         o.device = d;
         break;
       }
-      case '--timeout': o.timeoutS = int(v(), '--timeout'); break;
+      case '--timeout': o.timeoutS = a.int(a.value(), '--timeout'); break;
       case '-h': case '--help': return usage();
       default: return usage(`unknown argument '${k}'`);
     }

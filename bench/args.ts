@@ -1,0 +1,25 @@
+// Reading a benchmark runner's flags: `--name value` pairs, with errors through the runner's usage().
+
+export class Args {
+  private i = -1;
+  constructor(private readonly argv: string[], private readonly usage: (msg: string) => never) {}
+
+  /** The next flag, or undefined when none are left. */
+  flag(): string | undefined {
+    return this.argv[++this.i];
+  }
+
+  /** The value that follows the current flag. */
+  value(): string {
+    const flag = this.argv[this.i];
+    const next = this.argv[++this.i];
+    if (next === undefined) this.usage(`${flag} needs a value`);
+    return next;
+  }
+
+  int(s: string, what: string): number {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n <= 0) this.usage(`${what} must be a positive integer, got '${s}'`);
+    return n;
+  }
+}
