@@ -2,9 +2,8 @@
 import { native } from './native';
 import { Tensor, wrap } from './tensor';
 
-/** Runs fn with gradient recording off (torch.no_grad()). */
-export function noGrad<T>(fn: () => T): T {
-  const previous = native.setGradEnabled(false);
+function withGradMode<T>(enabled: boolean, fn: () => T): T {
+  const previous = native.setGradEnabled(enabled);
   try {
     return fn();
   } finally {
@@ -12,14 +11,14 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Runs fn with gradient recording off (torch.no_grad()). */
+export function noGrad<T>(fn: () => T): T {
+  return withGradMode(false, fn);
+}
+
 /** Runs fn with gradient recording on (torch.enable_grad()). */
 export function enableGrad<T>(fn: () => T): T {
-  const previous = native.setGradEnabled(true);
-  try {
-    return fn();
-  } finally {
-    native.setGradEnabled(previous);
-  }
+  return withGradMode(true, fn);
 }
 
 export function isGradEnabled(): boolean {
