@@ -32,6 +32,8 @@ const FLAGS = {
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
   out: { type: 'string', default: 'samples.png', help: 'a .png image grid (1- or 3-channel models) or a .safetensors file of the raw samples' },
   nrow: { type: 'number', default: 8, help: 'images per grid row' },
+  scale: { type: 'number', default: 0, help: 'enlarge grid images by this integer factor (0: small images up to ~64 px)' },
+  clip: { type: 'string', default: 'auto', help: "clip predicted x0 to [-1, 1]: 'auto' (pixel models yes, latents no, as DiT), 'yes', 'no'" },
 } as const;
 
 /** The classes to sample; random ones come from their own PRNG so torch's draws stay as sample.py's. */
@@ -76,6 +78,9 @@ export async function runSample(argv: string[]): Promise<void> {
       '(not available yet); write the raw samples with --out FILE.safetensors');
   }
   const labels = parseClasses(flags.classes, flags.n, c.numClasses, flags.seed);
+  if (!['auto', 'yes', 'no'].includes(flags.clip)) throw new Error(`--clip must be auto, yes or no, got '${flags.clip}'`);
+  const pixels = c.inChannels === 1 || c.inChannels === 3;
+  const clipDenoised = flags.clip === 'auto' ? pixels : flags.clip === 'yes';
   const diffusion = createDiffusion({ timestepRespacing: flags.steps, learnSigma: c.learnSigma });
   const useCfg = flags.cfg !== 1;
   torch.manualSeed(flags.seed);
@@ -93,7 +98,7 @@ export async function runSample(argv: string[]): Promise<void> {
         ? (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forwardWithCfg(x, t, k.y, flags.cfg, { guideChannels: guide })
         : (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forward(x, t, k.y);
       const opts = {
-        noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised: false, device,
+        noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised, device,
         progress: (done: number, total: number) => { if (done % 25 === 0 || done === total) process.stdout.write(`\r  step ${done}/${total}`); },
       };
       const out = flags.sampler === 'ddim'
@@ -105,7 +110,8 @@ export async function runSample(argv: string[]): Promise<void> {
   }
   const samples = torch.cat(chunks, 0);
   fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
-  if (toPng) saveImageGrid(flags.out, samples, flags.nrow);
+  const scale = flags.scale || Math.max(1, Math.floor(64 / c.inputSize));
+  if (toPng) saveImageGrid(flags.out, samples, flags.nrow, scale);
   else torch.saveSafetensors(flags.out, { samples, labels: torch.tensor(labels, { dtype: 'int64' }) });
   console.log(`wrote ${flags.out}`);
 }
