@@ -2,7 +2,8 @@
 # One-shot check on the lent CUDA machine (PyTorch 2.x + CUDA, g++, no Node, no network).
 # Prepare here:   npx tsc -p . && mkdir -p .cuda-kit && xz -T2 -6 -c "$(command -v node)" > .cuda-kit/node.xz \
 #                   && cp /usr/include/node/{node_api.h,js_native_api.h,js_native_api_types.h,node_api_types.h} .cuda-kit/
-# Run there with the device tool, carrying dist, node_modules and .cuda-kit:  bash tools/cuda-check.sh
+# Run there with the device tool, carrying dist, node_modules/node-addon-api and .cuda-kit (under 64 MiB):
+#   bash tools/cuda-check.sh
 # It builds the addon against the torch Python package, checks CUDA from Node, then runs the CUDA
 # benches in slices that fit one call. Output under $OUT when set.
 set -euo pipefail
