@@ -21,10 +21,9 @@
 //   node dist/bench/engine/run.js --device cuda --config tiny,small --precision fp32,bf16 --min-seconds 5
 // The Python side needs a CUDA build of PyTorch (--python PATH or $PYTHON picks the interpreter);
 // torch >= 2 uses fused scaled_dot_product_attention on both sides.
-import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { childEnv } from '../child-env';
+import { childEnv, runJsonChild } from '../child';
 import { CONFIGS, PRECISIONS, Precision } from './configs';
 import { Args } from '../args';
 
@@ -144,17 +143,10 @@ function runChild(side: 'ts' | 'torch', config: string, threads: number, blasThr
   const [cmd, args] = side === 'ts'
     ? [process.execPath, [path.join(__dirname, 'ts_step.js'), ...common, ...(o.profile ? ['--profile'] : [])]]
     : [o.python, [path.join(__dirname, '..', '..', '..', 'bench', 'engine', 'dit_step.py'), ...common]];
-  const r = spawnSync(cmd, args, { env: childEnv(threads, blasThreads, o.malloc === 'tuned' ? TUNED_MALLOC : undefined), encoding: 'utf8', timeout: o.timeoutS * 1000, maxBuffer: 16 << 20 });
+  const child = runJsonChild(cmd, args, childEnv(threads, blasThreads, o.malloc === 'tuned' ? TUNED_MALLOC : undefined), o.timeoutS);
   const fail = (error: string): RunResult => ({ ok: false, stepsPerS: 0, steps: 0, seconds: 0, error });
-  if (r.error) return fail(`${cmd}: ${r.error.message}`);
-  if (r.status !== 0) {
-    const lines = `${r.stderr ?? ''}`.trim().split('\n');
-    const message = lines.filter((l) => /Error\b|error:/.test(l)).pop() ?? lines.pop() ?? '';
-    return fail(`exit ${r.status ?? r.signal}: ${message.trim()}`);
-  }
-  const line = `${r.stdout}`.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  if (!line) return fail('no result line');
-  const j = JSON.parse(line) as Record<string, unknown>;
+  if (!child.ok) return fail(child.error);
+  const j = child.json;
   return {
     ok: true, stepsPerS: j.steps_per_s as number, steps: j.steps as number, seconds: j.seconds as number,
     cpuSeconds: j.cpu_seconds as number | undefined, sysSeconds: j.sys_seconds as number | undefined,

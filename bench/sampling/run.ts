@@ -15,10 +15,9 @@
 // independently; 2+2 oversubscribes a 2-CPU host and is left out of the default settings (give it
 // with --settings to see). CUDA: one setting (1+1), both sides fp32 with TF32 off; the Python side
 // then needs a CUDA build of PyTorch (--python PATH or $PYTHON).
-import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { childEnv } from '../child-env';
+import { childEnv, runJsonChild } from '../child';
 import { Args } from '../args';
 
 /** The model: 32x32x3 pixels, patch 4 (64 tokens), hidden 192, depth 6, 6 heads, 10 classes, learned sigma. */
@@ -129,17 +128,10 @@ function runChild(side: 'ts' | 'torch', s: Setting, o: Options): RunResult {
   const [cmd, args] = side === 'ts'
     ? [process.execPath, [path.join(__dirname, 'ts_sample.js'), ...common, '--blas-threads', String(s.blas)]]
     : [o.python, [path.join(__dirname, '..', '..', '..', 'bench', 'sampling', 'dit_sample.py'), ...common]];
-  const r = spawnSync(cmd, args, { env: childEnv(s.threads, s.blas), encoding: 'utf8', timeout: o.timeoutS * 1000, maxBuffer: 16 << 20 });
+  const child = runJsonChild(cmd, args, childEnv(s.threads, s.blas), o.timeoutS);
   const fail = (error: string): RunResult => ({ ok: false, imagesPerS: 0, images: 0, seconds: 0, error });
-  if (r.error) return fail(`${cmd}: ${r.error.message}`);
-  if (r.status !== 0) {
-    const lines = `${r.stderr ?? ''}`.trim().split('\n');
-    const message = lines.filter((l) => /Error\b|error:/.test(l)).pop() ?? lines.pop() ?? '';
-    return fail(`exit ${r.status ?? r.signal}: ${message.trim()}`);
-  }
-  const line = `${r.stdout}`.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  if (!line) return fail('no result line');
-  const j = JSON.parse(line) as Record<string, unknown>;
+  if (!child.ok) return fail(child.error);
+  const j = child.json;
   if (j.finite === false) return fail(`the samples are not finite (checksum ${String(j.checksum)})`);
   return {
     ok: true, imagesPerS: j.images_per_s as number, images: j.images as number, seconds: j.seconds as number,

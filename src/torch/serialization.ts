@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import { dtypeCode } from './dtype';
 import { CheckpointError, RawTensor } from './io/raw';
-import { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors';
+import { forEachSafetensor, readSafetensorsHeader, writeSafetensors } from './io/safetensors';
 import { pickStateDict, readTorchCheckpoint } from './io/torch-pickle';
 import { native } from './native';
 import type { OptimizerState } from './optim/optimizer';
@@ -19,15 +19,10 @@ export function rawFromTensor(t: Tensor): RawTensor {
   return { dtype: t.dtype, shape: t.shape, data: t.bytes() };
 }
 
-/** Reads a safetensors file tensor by tensor (files over 2 GiB work; peak memory is one tensor). */
+/** Reads a safetensors file tensor by tensor (files over 2 GiB work; peak host memory is one tensor). */
 export function loadSafetensors(path: string, o: { device?: Device; names?: string[] } = {}): Map<string, Tensor> {
-  const header = readSafetensorsHeader(path);
-  const names = o.names ?? [...header.tensors.keys()];
   const out = new Map<string, Tensor>();
-  for (const name of names) {
-    const raw = readSafetensors(path, { names: [name] }).tensors.get(name)!;
-    out.set(name, tensorFromRaw(raw, o.device));
-  }
+  forEachSafetensor(path, { names: o.names }, (name, raw) => out.set(name, tensorFromRaw(raw, o.device)));
   return out;
 }
 

@@ -72,6 +72,27 @@ export function parseSafetensors(buf: Uint8Array, opts: ReadSafetensorsOptions &
 }
 
 function readAll(src: ByteSource, opts: ReadSafetensorsOptions): SafetensorsFile {
+  const tensors = new Map<string, RawTensor>();
+  const metadata = eachTensor(src, opts, (name, t) => tensors.set(name, t));
+  return { tensors, metadata };
+}
+
+/**
+ * Reads the selected tensors one at a time, in file order, handing each to fn: the header is
+ * parsed once and only one tensor's bytes are held, however large the file. Returns the metadata.
+ */
+export function forEachSafetensor(path: string, opts: ReadSafetensorsOptions,
+  fn: (name: string, tensor: RawTensor) => void): Record<string, string> {
+  const src = openFileSource(path);
+  try {
+    return eachTensor(src, opts, fn);
+  } finally {
+    src.close();
+  }
+}
+
+function eachTensor(src: ByteSource, opts: ReadSafetensorsOptions,
+  fn: (name: string, tensor: RawTensor) => void): Record<string, string> {
   const header = parseHeaderFrom(src);
   let names: string[];
   if (opts.names) {
@@ -85,13 +106,12 @@ function readAll(src: ByteSource, opts: ReadSafetensorsOptions): SafetensorsFile
   } else {
     names = [...header.tensors.keys()];
   }
-  const tensors = new Map<string, RawTensor>();
   for (const name of names) {
     const e = header.tensors.get(name)!;
     const data = src.read(header.dataStart + e.begin, e.end - e.begin, `tensor '${name}'`);
-    tensors.set(name, { dtype: e.dtype, shape: e.shape, data });
+    fn(name, { dtype: e.dtype, shape: e.shape, data });
   }
-  return { tensors, metadata: header.metadata };
+  return header.metadata;
 }
 
 function parseHeaderFrom(src: ByteSource): SafetensorsHeader {
