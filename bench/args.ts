@@ -22,4 +22,12 @@ export class Args {
     if (!Number.isInteger(n) || n <= 0) this.usage(`${what} must be a positive integer, got '${s}'`);
     return n;
   }
+
+  /** The current flag's value, which must be one of the allowed words. */
+  choice<T extends string>(allowed: readonly T[]): T {
+    const flag = this.argv[this.i];
+    const v = this.value();
+    if (!allowed.includes(v as T)) this.usage(`${flag} must be ${allowed.join(', ')}; got '${v}'`);
+    return v as T;
+  }
 }

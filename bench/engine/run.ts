@@ -69,25 +69,14 @@ function parse(argv: string[]): Options {
       case '--threads': threads = a.value().split(',').map((s) => a.int(s, '--threads')); break;
       case '--blas-threads': blasThreads = a.value().split(',').map((s) => a.int(s, '--blas-threads')); break;
       case '--repeat': o.repeat = a.int(a.value(), '--repeat'); break;
-      case '--malloc': {
-        const m = a.value();
-        if (m !== 'default' && m !== 'tuned') usage(`--malloc must be default or tuned, got '${m}'`);
-        o.malloc = m;
-        break;
-      }
+      case '--malloc': o.malloc = a.choice(['default', 'tuned'] as const); break;
       case '--side': {
-        const s = a.value();
-        if (s !== 'both' && s !== 'ts' && s !== 'torch') usage(`--side must be both, ts or torch, got '${s}'`);
+        const s = a.choice(['both', 'ts', 'torch'] as const);
         o.sides = s === 'both' ? ['ts', 'torch'] : [s];
         break;
       }
       case '--python': o.python = a.value(); break;
-      case '--device': {
-        const d = a.value();
-        if (d !== 'cpu' && d !== 'cuda') usage(`--device must be cpu or cuda, got '${d}'`);
-        o.device = d;
-        break;
-      }
+      case '--device': o.device = a.choice(['cpu', 'cuda'] as const); break;
       case '--precision': precisions = a.value().split(',').map((p) => {
         if (!PRECISIONS.includes(p as Precision)) usage(`unknown precision '${p}' (fp32, tf32, bf16)`);
         return p as Precision;

@@ -74,19 +74,13 @@ function parse(argv: string[]): Options {
         return { threads: a.int(m[1], '--settings threads'), blas: a.int(m[2], '--settings blas threads') };
       }); break;
       case '--side': {
-        const s = a.value();
-        if (s !== 'both' && s !== 'ts' && s !== 'torch') usage(`--side must be both, ts or torch, got '${s}'`);
+        const s = a.choice(['both', 'ts', 'torch'] as const);
         o.sides = s === 'both' ? ['ts', 'torch'] : [s];
         break;
       }
       case '--repeat': o.repeat = a.int(a.value(), '--repeat'); break;
       case '--python': o.python = a.value(); break;
-      case '--device': {
-        const d = a.value();
-        if (d !== 'cpu' && d !== 'cuda') usage(`--device must be cpu or cuda, got '${d}'`);
-        o.device = d;
-        break;
-      }
+      case '--device': o.device = a.choice(['cpu', 'cuda'] as const); break;
       case '--timeout': o.timeoutS = a.int(a.value(), '--timeout'); break;
       case '-h': case '--help': return usage();
       default: return usage(`unknown argument '${k}'`);
