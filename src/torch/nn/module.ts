@@ -51,6 +51,24 @@ export abstract class Module {
     return m;
   }
 
+  /**
+   * Swaps the registered child `name` for `m` (adapters such as LoRA wrap a layer in place): the
+   * child keeps its place in the state-dict order, and the same-named property (`block.attn.qkv`)
+   * then points at `m`, so forward uses it. The old module is not freed (the caller owns it).
+   */
+  replaceModule(name: string, m: Module): void {
+    if (!this.children.has(name)) {
+      throw new Error(`replaceModule: ${this.constructor.name} has no child '${name}' (children: ${[...this.children.keys()].join(', ') || 'none'})`);
+    }
+    // Children reached only through another field (ModuleList's items) would keep the old module in forward.
+    const own = Object.getOwnPropertyDescriptor(this, name);
+    if (!own || !own.writable || own.value !== this.children.get(name)) {
+      throw new Error(`replaceModule: ${this.constructor.name}.${name} is not a plain property holding the child, so forward would keep the old module`);
+    }
+    this.children.set(name, m); // Map.set on an existing key keeps its insertion position
+    (this as unknown as Record<string, unknown>)[name] = m;
+  }
+
   private checkName(name: string): void {
     if (!name || name.includes('.')) throw new Error(`invalid member name '${name}' (must be non-empty without dots)`);
     if (this.params.has(name) || this.buffers.has(name) || this.children.has(name)) {
