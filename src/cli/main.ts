@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `difftune <command>`: the command-line entry point.
+import { runBank } from './bank';
 import { runDemo } from './demo';
 import { runInfo } from './info';
 import { runSample } from './sample';
+import { runFinetune, runPretrain, runTraining } from './train';
 
 interface Command {
   summary: string;
@@ -10,8 +12,12 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  bank: { summary: 'sample a knowledge bank from a pretrained DiT (resumable)', run: runBank },
   demo: { summary: 'train a tiny DiT on built-in images and sample it (CPU, minutes)', run: runDemo },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
+  finetune: { summary: 'fine-tune a DiT: full, diff-tuning, ablations, P2/Min-SNR, PEFT (DiffFit, BitFit, LoRA, AdaptFormer)', run: runFinetune },
+  plan: { summary: 'estimate the memory of a finetune/pretrain config before running it', run: (argv) => runTraining('finetune', ['--plan', ...argv]) },
+  pretrain: { summary: 'train a DiT from scratch (a source model)', run: runPretrain },
   sample: { summary: 'sample a DiT checkpoint to a PNG grid (DDPM or DDIM, classifier-free guidance)', run: runSample },
 };
 

@@ -24,7 +24,7 @@ const op = {
   sin: aten('sin'), cos: aten('cos'), tanh: aten('tanh'), sigmoid: aten('sigmoid'), relu: aten('relu'),
   square: aten('square'), reciprocal: aten('reciprocal'), floor: aten('floor'), ceil: aten('ceil'), round: aten('round'),
   sign: aten('sign'), erf: aten('erf'), log1p: aten('log1p'), expm1: aten('expm1'), isnan: aten('isnan'),
-  isfinite: aten('isfinite'), isinf: aten('isinf'),
+  isfinite: aten('isfinite'), isinf: aten('isinf'), equal: aten('equal'),
   sum: aten('sum'), sumDim: aten('sum.dim_IntList'), mean: aten('mean'), meanDim: aten('mean.dim'),
   var: aten('var.correction'), std: aten('std.correction'), max: aten('max'), maxDim: aten('max.dim'),
   min: aten('min'), minDim: aten('min.dim'), argmax: aten('argmax'), argmin: aten('argmin'),
@@ -298,6 +298,8 @@ export class Tensor implements Disposable {
   expm1(): Tensor { return new Tensor(op.expm1(this.h)); }
   isnan(): Tensor { return new Tensor(op.isnan(this.h)); }
   isfinite(): Tensor { return new Tensor(op.isfinite(this.h)); }
+  /** torch.equal: same shape and every element equal (bit-exact comparisons in tests). */
+  equal(o: Tensor): boolean { return op.equal(this.h, o.h) as boolean; }
   isinf(): Tensor { return new Tensor(op.isinf(this.h)); }
 
   // ---- reductions ----

@@ -23,6 +23,28 @@ export class Ema {
     });
   }
 
+  /**
+   * Runs fn with the averaged weights in the model (in eval mode), then puts the trained weights
+   * back: sampling from the EMA without a second copy of the model.
+   */
+  swapInto<T>(model: Module, fn: () => T): T {
+    const params = new Map(model.namedParameters());
+    const saved = noGrad(() => [...this.shadow].map(([name, s]) => {
+      const p = params.get(name)!;
+      const copy = p.detach().clone().keep();
+      p.copy_(s);
+      return [p, copy] as const;
+    }));
+    const wasTraining = model.training;
+    model.eval();
+    try {
+      return fn();
+    } finally {
+      noGrad(() => { for (const [p, copy] of saved) { p.copy_(copy); copy.dispose(); } });
+      model.train(wasTraining);
+    }
+  }
+
   /** The model's state dict with the averaged weights in place of the trained ones. */
   stateDict(model: Module): Map<string, Tensor> {
     const sd = model.stateDict();

@@ -1,0 +1,109 @@
+// `difftune finetune` and `difftune pretrain`: one trainer, configured by a JSON file and flags.
+// Flags are shortcuts for config fields; `--set path=value` reaches any field. The resolved
+// config is printed and saved as RUN/config.json.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as torch from '../torch';
+import { describeSchema } from '../tuning/config-schema';
+import { Method, resolveConfig, TRAIN_SCHEMA, TrainConfig } from '../tuning/config';
+import { estimateMemory, formatPlan } from '../tuning/plan';
+import { prepareInputs } from '../tuning/setup';
+import { Trainer } from '../tuning/trainer';
+import { writeFileAtomic } from '../tuning/write-atomic';
+import { parseFlags } from './args';
+import { configureThreads } from './threads';
+
+/** Flag -> config field. */
+const SHORTCUTS: Record<string, string> = {
+  method: 'method', ckpt: 'model.ckpt', 'model-config': 'model.config', model: 'model.name', data: 'data.target',
+  bank: 'data.bank', resolution: 'data.resolution', labels: 'labels.mode', tau: 'objective.tau', 'tau-replay': 'objective.tauReplay',
+  'timestep-mode': 'objective.timestepMode', 'replay-ratio': 'objective.replayRatio', 'retention-weight': 'objective.retentionWeight',
+  weighting: 'objective.lossWeighting', peft: 'peft.method', 'lora-rank': 'peft.loraRank', lr: 'optim.lr', batch: 'optim.batchSize',
+  accumulate: 'optim.accumulate', 'grad-clip': 'optim.gradClip', ema: 'ema.decay', steps: 'run.steps', seed: 'run.seed',
+  device: 'run.device', precision: 'run.precision', out: 'run.out', 'log-every': 'run.logEvery', 'checkpoint-every': 'run.checkpointEvery',
+  'preview-every': 'run.previewEvery',
+};
+
+function flagSpec(method: Method | null) {
+  const spec: Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }> = {
+    config: { type: 'string', default: '', help: 'JSON config file (see --help-config for every field)' },
+    resume: { type: 'boolean', default: false, help: 'continue from the newest checkpoint in the run folder' },
+    'print-config': { type: 'boolean', default: false, help: 'print the resolved config and exit' },
+    'help-config': { type: 'boolean', default: false, help: 'list every config field with its default' },
+    plan: { type: 'boolean', default: false, help: 'print the memory plan and exit' },
+  };
+  for (const [flag, field] of Object.entries(SHORTCUTS)) {
+    if (method === 'pretrain' && ['ckpt', 'bank', 'labels', 'tau', 'tau-replay', 'replay-ratio', 'retention-weight'].includes(flag)) continue;
+    if (flag === 'method' && method === 'pretrain') continue;
+    spec[flag] = { type: 'string', help: `sets ${field}` };
+  }
+  return spec;
+}
+
+/** Splits `--set a.b=v` pairs off argv (they may repeat). */
+function takeSets(argv: string[]): { rest: string[]; sets: [string, string][] } {
+  const rest: string[] = [];
+  const sets: [string, string][] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = a === '--set' ? argv[++i] : a.startsWith('--set=') ? a.slice(6) : null;
+    if (v === null) { rest.push(a); continue; }
+    const eq = v?.indexOf('=') ?? -1;
+    if (!v || eq <= 0) throw new Error(`--set expects path=value (e.g. --set objective.tau=0.5), got '${v ?? ''}'`);
+    sets.push([v.slice(0, eq), v.slice(eq + 1)]);
+  }
+  return { rest, sets };
+}
+
+export async function runTraining(command: 'finetune' | 'pretrain', argv: string[]): Promise<void> {
+  const { rest, sets } = takeSets(argv);
+  const summary = command === 'pretrain'
+    ? 'Train a DiT from scratch on an image folder (the source model for transfer).'
+    : 'Fine-tune a pretrained DiT on an image folder: full, diff-tuning, ablations, P2/Min-SNR, PEFT.';
+  const flags = parseFlags(command, summary, flagSpec(command === 'pretrain' ? 'pretrain' : null), rest) as Record<string, string | boolean> | null;
+  if (!flags) return;
+  if (flags['help-config']) {
+    console.log(`config fields (JSON file via --config, or --set path=value):\n${describeSchema(TRAIN_SCHEMA).join('\n')}`);
+    return;
+  }
+  const overrides: [string, string][] = [];
+  if (command === 'pretrain') overrides.push(['method', 'pretrain']);
+  for (const [flag, field] of Object.entries(SHORTCUTS)) {
+    if (typeof flags[flag] === 'string') overrides.push([field, flags[flag] as string]);
+  }
+  const config = resolveConfig({ file: (flags.config as string) || undefined, overrides: [...overrides, ...sets] });
+  if (command === 'finetune' && config.method === 'pretrain') throw new Error("finetune: method 'pretrain' belongs to `difftune pretrain`");
+  if (flags['print-config']) {
+    console.log(JSON.stringify(config, null, 2));
+    return;
+  }
+  configureThreads();
+  torch.manualSeed(config.run.seed);
+  console.log(`resolved config:\n${JSON.stringify(config, null, 2)}`);
+
+  const inputs = await prepareInputs(config);
+  const plan = estimateMemory(inputs.model, config);
+  console.log(formatPlan(plan));
+  if (flags.plan) return;
+  checkRunFolder(config, Boolean(flags.resume));
+  const trainer = new Trainer(config, inputs, { resume: Boolean(flags.resume) });
+  // Saved once the trainer accepted the folder (a resume compares against the old config.json).
+  writeFileAtomic(path.join(config.run.out, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  try {
+    const { modelFile } = await trainer.run();
+    console.log(`done: ${trainer.step} steps. EMA weights: ${modelFile}  (sample them: difftune sample --ckpt ${modelFile})`);
+  } finally {
+    trainer.dispose();
+  }
+}
+
+/** Refuses to mix a new run into a folder holding another run's checkpoints. */
+function checkRunFolder(c: TrainConfig, resume: boolean): void {
+  const ckpts = path.join(c.run.out, 'checkpoints');
+  if (!resume && fs.existsSync(ckpts) && fs.readdirSync(ckpts).some((f) => f.endsWith('.safetensors'))) {
+    throw new Error(`${c.run.out} already holds checkpoints: pass --resume to continue that run, or choose another --out`);
+  }
+}
+
+export const runFinetune = (argv: string[]): Promise<void> => runTraining('finetune', argv);
+export const runPretrain = (argv: string[]): Promise<void> => runTraining('pretrain', argv);

@@ -1,0 +1,85 @@
+// Preview grids during training: the same noise and labels every time (private generators, so
+// previews never disturb the training's random streams), sampled with DDIM and guidance. The
+// first grid (step 0) is the pretrained model; every later grid shows it as the top row, with the
+// current EMA model below, so drift and adaptation are visible side by side.
+import * as fs from 'fs';
+import * as path from 'path';
+import { cfgBatch, conditionalHalf } from '../diffusion/cfg';
+import { createDiffusion } from '../diffusion/create';
+import { SpacedDiffusion } from '../diffusion/spaced-diffusion';
+import { DiT } from '../models/dit';
+import { imageGridPng } from '../report/grid';
+import * as torch from '../torch';
+import { Generator, Tensor } from '../torch';
+import { writeFileAtomic } from './write-atomic';
+
+export interface PreviewOptions {
+  count: number;
+  numClasses: number;
+  nullLabel: number;
+  steps: number;
+  cfg: number;
+  seed: number;
+}
+
+/** Where preview images go besides disk (the TensorBoard writer). */
+export interface ImageSink {
+  image(tag: string, png: Buffer, width: number, height: number, step: number): void;
+}
+
+export class Previewer {
+  private readonly dir: string;
+  private readonly diffusion: SpacedDiffusion;
+  private pretrained: Tensor | null = null;
+
+  constructor(out: string, readonly o: PreviewOptions) {
+    this.dir = path.join(out, 'previews');
+    this.diffusion = createDiffusion({ timestepRespacing: `ddim${o.steps}` });
+    const cached = path.join(this.dir, 'pretrained.safetensors');
+    if (fs.existsSync(cached)) this.pretrained = torch.loadSafetensors(cached).get('samples')!.keep();
+  }
+
+  /** Samples the model as it is now (callers swap in the EMA weights and set eval mode). */
+  sample(model: DiT): Tensor {
+    const o = this.o;
+    const device = model.pos_embed.device;
+    const g = new Generator('cpu', BigInt(o.seed) + 77n);
+    return torch.noGrad(() => torch.scope(() => {
+      const c = model.config;
+      const labels = torch.tensor(Array.from({ length: o.count }, (_, i) => i % o.numClasses), { dtype: 'int64' });
+      const z = torch.randn([o.count, c.inChannels, c.inputSize, c.inputSize], { generator: g });
+      const guided = o.cfg > 1 && c.classDropoutProb > 0;
+      const batch = guided ? cfgBatch(z, labels, o.nullLabel) : { x: z, y: labels };
+      const out = this.diffusion.ddimSampleLoop(
+        (x, t, k: { y: Tensor }) => (guided ? model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: 'all' }) : model.forward(x, t, k.y)),
+        batch.x.shape, {
+          noise: batch.x.to({ device }),
+          modelKwargs: { y: batch.y.to({ device }) },
+          clipDenoised: true,
+          noiseFn: (_, x) => torch.randn(x.shape, { generator: g }).to({ device }),
+        });
+      return (guided ? conditionalHalf(out) : out).to({ device: 'cpu' });
+    }));
+  }
+
+  /** Writes previews/step-N.png (pretrained row on top) and hands it to the sink. */
+  render(model: DiT, step: number, sink?: ImageSink): string {
+    fs.mkdirSync(this.dir, { recursive: true });
+    const samples = this.sample(model);
+    if (!this.pretrained) {
+      // Step 0 of a fresh run: these samples are the pretrained model's; keep them for later grids.
+      this.pretrained = samples.clone().keep();
+      torch.saveSafetensors(path.join(this.dir, 'pretrained.safetensors'), { samples: this.pretrained });
+    }
+    const png = torch.scope(() => {
+      const rows = step === 0 ? samples : torch.cat([this.pretrained!, samples], 0);
+      return imageGridPng(rows, this.o.count, 2, Math.max(1, Math.floor(64 / model.config.inputSize)));
+    });
+    samples.dispose();
+    const file = path.join(this.dir, `step-${String(step).padStart(8, '0')}.png`);
+    writeFileAtomic(file, png);
+    // PNG IHDR: width and height are the big-endian words at bytes 16 and 20.
+    sink?.image('preview', png, png.readUInt32BE(16), png.readUInt32BE(20), step);
+    return file;
+  }
+}

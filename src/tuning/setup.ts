@@ -1,0 +1,132 @@
+// What a run trains on, built from its config: the model (pretrained, or fresh for pretraining;
+// label space adapted; PEFT applied), the target images and the knowledge bank.
+import * as path from 'path';
+import { BatchSource } from '../data/batch-iterator';
+import { sha256File } from '../data/hash';
+import { ImageDataset } from '../data/image-dataset';
+import { DiT, DiTConfig, ditConfig, DiTModelName, isDiTModelName, DIT_MODELS } from '../models/dit';
+import { loadDiT, readDiTConfig } from '../models/dit-io';
+import { adaptLabelSpace } from '../models/label-space';
+import { applyPeft, PEFT_DEFAULT_LR } from '../models/peft';
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { loadBankLatents, verifyBank } from './bank';
+import { ConfigError } from './config-schema';
+import { TrainConfig, usesBank } from './config';
+
+/** A source of already-normalised tensors (latents, or images a caller prepared). */
+export class TensorSource implements BatchSource {
+  constructor(readonly x: Tensor, readonly y: Tensor) {
+    if (x.shape[0] !== y.shape[0]) throw new Error(`TensorSource: ${x.shape[0]} inputs but ${y.shape[0]} labels`);
+    x.keep();
+    y.keep();
+  }
+  get length(): number {
+    return this.x.shape[0];
+  }
+  batch(indices: ArrayLike<number>, flip?: ArrayLike<boolean>): { x: Tensor; y: Tensor } {
+    return torch.scope(() => {
+      const idx = torch.tensor(Array.from(indices), { dtype: 'int64' });
+      let x = this.x.indexSelect(0, idx);
+      if (flip && Array.from(flip).some(Boolean)) {
+        const mask = torch.tensor(Array.from(flip, (f) => (f ? 1 : 0)), { dtype: 'bool' }).reshape([-1, ...x.shape.slice(1).map(() => 1)]);
+        x = torch.where(mask, x.flip([x.ndim - 1]), x);
+      }
+      return { x, y: this.y.indexSelect(0, idx) };
+    });
+  }
+}
+
+export interface RunInputs {
+  model: DiT;
+  target: BatchSource;
+  classes: string[];
+  bank: BatchSource | null;
+  /** Whether horizontal flips make sense for these inputs (pixels yes, latents no). */
+  flipTarget: boolean;
+  flipBank: boolean;
+  /** sha256 of the pretrained weights file (null when pretraining). */
+  pretrainedSha256: string | null;
+}
+
+function pretrainConfig(c: TrainConfig, resolution: number, numClasses: number): DiTConfig {
+  let base: DiTConfig;
+  const size = { inputSize: resolution, inChannels: 3, numClasses, learnSigma: c.model.learnSigma, classDropoutProb: c.model.classDropoutProb };
+  if (c.model.config) base = { ...readDiTConfig(c.model.config), ...size };
+  else if (c.model.name && isDiTModelName(c.model.name)) base = ditConfig(c.model.name as DiTModelName, size);
+  else throw new ConfigError('config', 'model.name', `unknown DiT '${c.model.name}' (known: ${Object.keys(DIT_MODELS).join(', ')})`);
+  const o = c.model;
+  return {
+    ...base,
+    ...(o.hiddenSize !== null ? { hiddenSize: o.hiddenSize } : {}),
+    ...(o.depth !== null ? { depth: o.depth } : {}),
+    ...(o.numHeads !== null ? { numHeads: o.numHeads } : {}),
+    ...(o.patchSize !== null ? { patchSize: o.patchSize } : {}),
+    useGamma: c.peft.method === 'difffit',
+  };
+}
+
+/** The pretrained model, with DiffFit's gammas (initialised to 1, so the function is unchanged) when asked for. */
+function loadPretrained(c: TrainConfig): DiT {
+  const file = c.model.ckpt!;
+  const config = c.model.config ? readDiTConfig(c.model.config) : undefined;
+  const { model } = loadDiT(file, { config, configFile: undefined });
+  if (c.peft.method !== 'difffit' || model.config.useGamma) return model;
+  const withGammas = new DiT({ ...model.config, useGamma: true }, { initialize: false });
+  const sd = model.stateDict();
+  for (const [name, t] of withGammas.stateDict()) if (!sd.has(name)) sd.set(name, t); // new gammas keep their ones
+  withGammas.loadStateDict(sd);
+  return withGammas;
+}
+
+export async function prepareInputs(c: TrainConfig, log: (msg: string) => void = console.log): Promise<RunInputs> {
+  const targetDir = c.data.target!;
+  let model: DiT | null = c.method === 'pretrain' ? null : loadPretrained(c);
+  const resolution = c.data.resolution ?? model?.config.inputSize ?? 32;
+  if (model && model.config.inChannels !== 3) {
+    throw new ConfigError('config', 'data.target', `is an image folder but the model takes ${model.config.inChannels} input channels (latent models train on latent caches)`);
+  }
+  if (model && resolution !== model.config.inputSize) {
+    throw new ConfigError('config', 'data.resolution', `is ${resolution} but the model's input size is ${model.config.inputSize}`);
+  }
+  const warn = (m: string): void => log(`warning: ${m}`);
+  const target = await ImageDataset.fromFolder(targetDir, { resolution, onError: c.data.onError, warn });
+  log(`target data: ${target.length} images in ${target.classes.length} classes from ${targetDir}`);
+
+  if (!model) {
+    model = new DiT(pretrainConfig(c, resolution, target.classes.length));
+  } else {
+    model = adaptLabelSpace(model, target.classes.length, c.labels.mode);
+  }
+
+  let bank: BatchSource | null = null;
+  let flipBank = c.data.flip;
+  const pretrainedSha256 = c.model.ckpt ? sha256File(c.model.ckpt) : null;
+  if (usesBank(c.method)) {
+    const dir = c.data.bank!;
+    const manifest = verifyBank(dir, { modelSha256: pretrainedSha256 ?? undefined });
+    if (manifest.storage === 'png') {
+      bank = await ImageDataset.fromFolder(dir, { resolution, onError: c.data.onError, warn });
+    } else {
+      const { x, y } = loadBankLatents(dir);
+      bank = new TensorSource(x, y);
+      flipBank = false;
+    }
+    log(`knowledge bank: ${bank.length} samples from ${path.resolve(dir)}`);
+  }
+
+  applyPeft(model, {
+    method: c.peft.method,
+    loraRank: c.peft.loraRank,
+    loraAlpha: c.peft.loraAlpha ?? undefined,
+    adapterDim: c.peft.adapterDim,
+    adapterScale: c.peft.adapterScale,
+    trainLabelTable: c.labels.mode === 'fresh',
+  });
+  return { model, target, classes: target.classes, bank, flipTarget: c.data.flip, flipBank, pretrainedSha256 };
+}
+
+/** The learning rate a run uses: the config's, else the PEFT method's default, else 1e-4. */
+export function learningRate(c: TrainConfig): number {
+  return c.optim.lr ?? (PEFT_DEFAULT_LR as Record<string, number>)[c.peft.method] ?? 1e-4;
+}
