@@ -271,6 +271,22 @@ export class Trainer {
     this.ema.swapInto(this.model, () => this.previewer!.render(this.model, this.step, this.trainLog));
   }
 
+  /** One step with everything scheduled around it: logs, previews, checkpoints. */
+  advance(): StepResult {
+    const c = this.config;
+    const before = this.step;
+    const r = this.trainStep();
+    this.trainLog.observeStep(r, this.split.target + this.split.replay, c.optim.accumulate, this.optimizer.paramGroups[0].options.lr as number, this.nan);
+    if (this.step === before) return r;
+    if (this.step % c.run.logEvery === 0 || this.step === c.run.steps) this.trainLog.flush(this.step, this.device);
+    if (c.run.previewEvery > 0 && this.step % c.run.previewEvery === 0) {
+      this.preview();
+      this.model.train();
+    }
+    if (this.step % c.run.checkpointEvery === 0 || this.step === c.run.steps) this.saveCheckpoint();
+    return r;
+  }
+
   /** Trains to run.steps, writing logs, previews and checkpoints; returns the final EMA state dict file. */
   async run(): Promise<{ steps: number; modelFile: string | null }> {
     const c = this.config;
@@ -281,16 +297,7 @@ export class Trainer {
     this.trainLog.start(this.step);
     this.model.train();
     while (this.step < c.run.steps) {
-      const before = this.step;
-      const r = this.trainStep();
-      this.trainLog.observeStep(r, this.split.target + this.split.replay, c.optim.accumulate, this.optimizer.paramGroups[0].options.lr as number, this.nan);
-      if (this.step === before) continue;
-      if (this.step % c.run.logEvery === 0 || this.step === c.run.steps) this.trainLog.flush(this.step, this.device);
-      if (c.run.previewEvery > 0 && this.step % c.run.previewEvery === 0) {
-        this.preview();
-        this.model.train();
-      }
-      if (this.step % c.run.checkpointEvery === 0 || this.step === c.run.steps) this.saveCheckpoint();
+      this.advance();
       // Let timers, signals and I/O callbacks run between steps.
       if (this.step % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
