@@ -242,6 +242,23 @@ test('the exported model loads as a plain DiT (LoRA merged) and equals the EMA w
   assert.ok(fs.existsSync(path.join(out, 'peft.safetensors')));
 });
 
+test('an AdaptFormer run exports a model that loads with its adapters and equals the EMA forward', async () => {
+  const f = await trainFixture();
+  const out = tempDir('export-af');
+  const c = fixtureConfig(f, out, { peft: { method: 'adaptformer', adapterDim: 4, adapterScale: 1 }, optim: { lr: 3e-2 }, run: { steps: 4, checkpointEvery: 4 } });
+  const trainer = await makeTrainer(c);
+  await trainer.run();
+  trainer.dispose();
+  const { model } = loadDiT(path.join(out, 'model.safetensors'));
+  model.eval();
+  const x = torch.randn([2, 3, 8, 8]);
+  const t = torch.tensor([10, 700], { dtype: 'int64' });
+  const y = torch.tensor([0, 1], { dtype: 'int64' });
+  const loaded = torch.noGrad(() => model.forward(x, t, y));
+  const ema = trainer.ema.swapInto(trainer.model, () => torch.noGrad(() => trainer.model.forward(x, t, y)));
+  assert.ok(torch.scope(() => loaded.equal(ema)));
+});
+
 test('a training loop does not grow the number of live tensors', async () => {
   const f = await trainFixture();
   const c = fixtureConfig(f, tempDir('mem'), {});

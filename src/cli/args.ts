@@ -8,7 +8,7 @@ export type Flags<S extends FlagSpec> = {
 
 export function helpText(command: string, summary: string, spec: FlagSpec): string {
   const rows = Object.entries(spec).map(([k, s]) => {
-    const def = s.default === undefined ? '' : ` (default ${JSON.stringify(s.default)})`;
+    const def = s.default === undefined || s.default === '' ? '' : ` (default ${JSON.stringify(s.default)})`;
     return `  --${k}${s.type === 'boolean' ? '' : ` <${s.type}>`}\n      ${s.help}${def}`;
   });
   return `usage: difftune ${command} [options]\n\n${summary}\n\noptions:\n${rows.join('\n')}`;

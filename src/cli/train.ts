@@ -35,7 +35,7 @@ function flagSpec(method: Method | null) {
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
     if (method === 'pretrain' && ['ckpt', 'bank', 'labels', 'tau', 'tau-replay', 'replay-ratio', 'retention-weight'].includes(flag)) continue;
     if (flag === 'method' && method === 'pretrain') continue;
-    spec[flag] = { type: 'string', help: `sets ${field}` };
+    spec[flag] = { type: 'string', default: '', help: `sets ${field}` };
   }
   return spec;
 }
@@ -69,7 +69,7 @@ export async function runTraining(command: 'finetune' | 'pretrain', argv: string
   const overrides: [string, string][] = [];
   if (command === 'pretrain') overrides.push(['method', 'pretrain']);
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
-    if (typeof flags[flag] === 'string') overrides.push([field, flags[flag] as string]);
+    if (typeof flags[flag] === 'string' && flags[flag] !== '') overrides.push([field, flags[flag] as string]);
   }
   const config = resolveConfig({ file: (flags.config as string) || undefined, overrides: [...overrides, ...sets] });
   if (command === 'finetune' && config.method === 'pretrain') throw new Error("finetune: method 'pretrain' belongs to `difftune pretrain`");

@@ -7,6 +7,7 @@ import { loadCheckpoint, saveSafetensors } from '../torch/serialization';
 import { Device, Tensor } from '../torch/tensor';
 import { configFromModelArgs, DiT, DiTConfig, DIT_DEFAULTS, modelArgs } from './dit';
 import { detectLayout, diffusersToOfficial, stripModulePrefix } from './dit-keys';
+import { applyPeft, PeftOptions } from './peft';
 
 function parseJson(file: string): Record<string, unknown> {
   let value: unknown;
@@ -103,6 +104,9 @@ export function loadDiT(file: string, o: LoadDiTOptions = {}): { model: DiT; rep
   const { stateDict, warnings } = loadDiTWeights(file, o);
   const config = withGammasOf(stateDict, o.config ?? readDiTConfig(configFile!));
   const model = new DiT(config, { initialize: false });
+  // Unmergeable adapters (AdaptFormer) are part of the saved model: rebuild them before loading.
+  const adapters = configFile ? readAdapters(configFile) : null;
+  if (adapters) applyPeft(model, adapters);
   if (o.device) model.to(o.device);
   // pos_embed is a fixed function of the config: files that omit it keep the computed table.
   if (!stateDict.has('pos_embed')) stateDict.set('pos_embed', model.pos_embed);
@@ -118,10 +122,23 @@ function withGammasOf(sd: Map<string, Tensor>, config: DiTConfig): DiTConfig {
   return { ...config, useGamma: true, gammaDepth: depth };
 }
 
-/** Saves weights as safetensors and the official constructor arguments as X.json beside them. */
-export function saveDiT(file: string, model: DiT, metadata: Record<string, string> = {}): void {
+/** The adapters a saved model carries (the `adapters` entry of our X.json), or null. */
+function readAdapters(configFile: string): PeftOptions | null {
+  const a = parseJson(configFile).adapters as PeftOptions | undefined;
+  if (a === undefined) return null;
+  if (typeof a !== 'object' || a === null || a.method !== 'adaptformer') {
+    throw new Error(`${configFile}: 'adapters' must be {"method": "adaptformer", "adapterDim": n, "adapterScale": s}`);
+  }
+  return a;
+}
+
+/**
+ * Saves weights as safetensors and the official constructor arguments as X.json beside them;
+ * `adapters` records unmergeable adapters the weights include, so loadDiT rebuilds them.
+ */
+export function saveDiT(file: string, model: DiT, metadata: Record<string, string> = {}, adapters?: PeftOptions): void {
   if (!file.endsWith('.safetensors')) throw new Error(`saveDiT: '${file}' should end in .safetensors`);
-  const config = { model: 'DiT', model_args: modelArgs(model.config) };
+  const config = { model: 'DiT', model_args: modelArgs(model.config), ...(adapters ? { adapters } : {}) };
   saveSafetensors(file, model.stateDict(), { ...metadata, config: JSON.stringify(config.model_args) });
   const json = file.replace(/\.safetensors$/, '.json');
   const tmp = `${json}.tmp-${process.pid}`;

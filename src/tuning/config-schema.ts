@@ -43,7 +43,8 @@ function suggest(name: string, known: string[]): string {
 
 function checkField(spec: FieldSpec, value: unknown, path: string, where: string): unknown {
   const fail = (expected: string): never => {
-    throw new ConfigError(where, path, `must be ${expected}, got ${JSON.stringify(value)}`);
+    const shown = typeof value === 'number' ? String(value) : JSON.stringify(value);
+    throw new ConfigError(where, path, `must be ${expected}, got ${shown}`);
   };
   if (value === null) {
     if ((spec.type === 'number' || spec.type === 'string') && spec.nullable) return null;
@@ -112,7 +113,11 @@ export function parseOverride(spec: SectionSpec, path: string, text: string): un
   if (!node || !isField(node)) throw new ConfigError('command line', path, 'names a section, not a field');
   if (text === 'null') return null;
   switch (node.type) {
-    case 'number': return Number(text);
+    case 'number': {
+      const n = Number(text);
+      if (text.trim() === '' || !Number.isFinite(n)) throw new ConfigError('command line', path, `must be a number, got '${text}'`);
+      return n;
+    }
     case 'boolean': return text === 'true' ? true : text === 'false' ? false : text;
     case 'numbers': return text.split(',').map(Number);
     default: return text;

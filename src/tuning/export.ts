@@ -18,7 +18,7 @@ export function exportFinetuned(c: TrainConfig, model: DiT, ema: Ema): string {
     if (c.peft.method !== 'lora') {
       if (c.peft.method === 'adaptformer') {
         // Adapters are nonlinear, so they cannot fold into the base weights: the file keeps them.
-        saveDiT(file, model, { ...meta, adapters: JSON.stringify({ adapterDim: c.peft.adapterDim, adapterScale: c.peft.adapterScale }) });
+        saveDiT(file, model, meta, { method: 'adaptformer', adapterDim: c.peft.adapterDim, adapterScale: c.peft.adapterScale });
       } else {
         saveDiT(file, model, meta);
       }

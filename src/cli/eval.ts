@@ -1,0 +1,69 @@
+// `difftune eval`: FID and KID of generated samples against a dataset split, named by extractor.
+import * as path from 'path';
+import * as torch from '../torch';
+import { Device } from '../torch';
+import { evaluateSamples, EvalMetrics } from '../eval/evaluate';
+import { loadExtractor } from '../eval/extractor';
+import { parseRefSpec } from '../eval/reference-stats';
+import { writeFileAtomic } from '../tuning/write-atomic';
+import { parseFlags } from './args';
+import { configureThreads } from './threads';
+
+const FLAGS = {
+  samples: { type: 'string', help: 'generated samples: a folder of images (searched recursively) or a .safetensors file (samples [N, C, H, W], uint8 or [-1, 1])' },
+  ref: { type: 'string', help: 'reference dataset: DIR[:train|eval|all] (a class-subfolder folder; default split all)' },
+  extractor: { type: 'string', default: 'iconnet', help: "feature network: 'iconnet' (shipped), 'iconnet:FILE' or 'inception:FILE' (pytorch-fid weights)" },
+  out: { type: 'string', default: '', help: 'write the metrics as JSON to this file' },
+  'kid-subsets': { type: 'number', default: 100, help: 'KID: random subsets averaged over' },
+  'kid-subset-size': { type: 'number', default: 1000, help: 'KID: rows per subset (capped by both sets)' },
+  seed: { type: 'number', default: 0, help: "seed of KID's subset draws" },
+  'split-seed': { type: 'number', default: 0, help: 'seed of the train/eval split of --ref (as extractor train --seed)' },
+  'eval-fraction': { type: 'number', default: 0.1, help: 'eval part of the --ref split' },
+  'precision-recall': { type: 'boolean', default: false, help: 'also compute improved precision/recall (k = 3; slower)' },
+  resolution: { type: 'number', default: 0, help: 'side images are decoded at (0: the first sample image\'s width)' },
+  'no-cache': { type: 'boolean', default: false, help: 'neither read nor write the reference statistics cache ($DIFFTUNE_CACHE/stats or ~/.cache/difftune/stats)' },
+  device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
+} as const;
+
+export async function runEval(argv: string[]): Promise<void> {
+  const flags = parseFlags('eval', 'FID and KID of generated samples against a dataset split (metrics named by extractor: fid_iconnet, fid_inception).', FLAGS, argv);
+  if (!flags) return;
+  const device = flags.device as Device;
+  if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
+  if (flags.resolution !== 0 && !(Number.isInteger(flags.resolution) && flags.resolution > 0)) {
+    throw new Error(`--resolution must be a positive integer (or 0 for the samples' own size), got ${flags.resolution}`);
+  }
+  const ref = parseRefSpec(flags.ref, { splitSeed: flags['split-seed'], evalFraction: flags['eval-fraction'] });
+  configureThreads();
+  const extractor = loadExtractor(flags.extractor, { device });
+  let metrics: EvalMetrics;
+  try {
+    metrics = await evaluateSamples({
+      samples: flags.samples,
+      ref,
+      extractor,
+      kidSubsets: flags['kid-subsets'],
+      kidSubsetSize: flags['kid-subset-size'],
+      seed: flags.seed,
+      precisionRecall: flags['precision-recall'],
+      resolution: flags.resolution || undefined,
+      useCache: !flags['no-cache'],
+      log: (m) => console.log(m),
+    });
+  } finally {
+    extractor.dispose();
+  }
+  const name = extractor.name;
+  const line = [`fid_${name} ${fmt(metrics[`fid_${name}`])}`, `kid_${name} ${fmt(metrics[`kid_${name}`])} ± ${fmt(metrics[`kid_${name}_std`])}`];
+  if (metrics[`precision_${name}`] !== undefined) line.push(`precision ${fmt(metrics[`precision_${name}`])}`, `recall ${fmt(metrics[`recall_${name}`])}`);
+  console.log(`${line.join(', ')} (n ${metrics.n} vs ${metrics.n_ref} reference images, ${fmt(metrics.seconds)} s)`);
+  if (flags.out) {
+    writeFileAtomic(path.resolve(flags.out), `${JSON.stringify(metrics, null, 2)}\n`);
+    console.log(`wrote ${flags.out}`);
+  }
+}
+
+function fmt(v: unknown): string {
+  if (typeof v !== 'number') return String(v);
+  return Math.abs(v) >= 1 ? v.toFixed(3) : v.toPrecision(4);
+}
