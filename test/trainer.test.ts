@@ -259,6 +259,19 @@ test('an AdaptFormer run exports a model that loads with its adapters and equals
   assert.ok(torch.scope(() => loaded.equal(ema)));
 });
 
+test("data.split 'train' trains on the part of the seeded split that evaluation does not hold out", async () => {
+  const f = await trainFixture();
+  const all = await prepareInputs(fixtureConfig(f, tempDir('split-all')), () => {});
+  const train = await prepareInputs(fixtureConfig(f, tempDir('split-train'), { data: { split: 'train' } }), () => {});
+  const { splitIndices } = await import('../src/data/split');
+  const expected = splitIndices(all.target.length, { evalFraction: 0.1, seed: 0 }).train;
+  assert.equal(train.target.length, expected.length);
+  assert.ok(expected.length < all.target.length);
+  const a = torch.scope(() => all.target.batch(expected).x.keep());
+  const b = torch.scope(() => train.target.batch(expected.map((_, i) => i)).x.keep());
+  assert.ok(a.equal(b), 'the kept images are exactly the train split, in order');
+});
+
 test('a training loop does not grow the number of live tensors', async () => {
   const f = await trainFixture();
   const c = fixtureConfig(f, tempDir('mem'), {});

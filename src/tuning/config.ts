@@ -29,6 +29,7 @@ export const TRAIN_SCHEMA = {
   data: {
     target: { type: 'string', default: null, nullable: true, help: 'class-subfolder image folder (torchvision ImageFolder layout)' },
     resolution: { type: 'number', default: null, nullable: true, integer: true, min: 1, help: 'image size; default the model input size' },
+    split: { type: 'enum', values: ['all', 'train'], default: 'all', help: "train on every image, or on the 'train' part of the seeded split that `difftune eval --ref DIR:eval` holds out" },
     flip: { type: 'boolean', default: true, help: 'random horizontal flips (target and bank, as the reference)' },
     onError: { type: 'enum', values: ['throw', 'skip'], default: 'throw', help: 'an unreadable image: stop naming it, or skip it with a warning' },
     bank: { type: 'string', default: null, nullable: true, help: 'knowledge bank folder made by `difftune bank` (diff-tuning, retention-only)' },
@@ -92,7 +93,7 @@ export interface TrainConfig {
     hiddenSize: number | null; depth: number | null; numHeads: number | null; patchSize: number | null;
     learnSigma: boolean; classDropoutProb: number;
   };
-  data: { target: string | null; resolution: number | null; flip: boolean; onError: 'throw' | 'skip'; bank: string | null };
+  data: { target: string | null; resolution: number | null; split: 'all' | 'train'; flip: boolean; onError: 'throw' | 'skip'; bank: string | null };
   labels: { mode: 'reuse' | 'fresh' };
   objective: {
     tau: number; tauReplay: number | null; targetWeights: string | null; replayWeights: string | null;

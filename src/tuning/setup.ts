@@ -4,6 +4,8 @@ import * as path from 'path';
 import { BatchSource } from '../data/batch-iterator';
 import { sha256File } from '../data/hash';
 import { ImageDataset } from '../data/image-dataset';
+import { splitIndices } from '../data/split';
+import { DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED } from '../eval/reference-stats';
 import { DiT, DiTConfig, ditConfig, DiTModelName, isDiTModelName, DIT_MODELS } from '../models/dit';
 import { loadDiT, readDiTConfig } from '../models/dit-io';
 import { adaptLabelSpace } from '../models/label-space';
@@ -90,8 +92,14 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
     throw new ConfigError('config', 'data.resolution', `is ${resolution} but the model's input size is ${model.config.inputSize}`);
   }
   const warn = (m: string): void => log(`warning: ${m}`);
-  const target = await ImageDataset.fromFolder(targetDir, { resolution, onError: c.data.onError, warn });
-  log(`target data: ${target.length} images in ${target.classes.length} classes from ${targetDir}`);
+  let target = await ImageDataset.fromFolder(targetDir, { resolution, onError: c.data.onError, warn });
+  if (c.data.split === 'train') {
+    // The same seeded split that evaluation holds out (`--ref DIR:eval`).
+    const part = target.subset(splitIndices(target.length, { evalFraction: DEFAULT_EVAL_FRACTION, seed: DEFAULT_SPLIT_SEED }).train);
+    target.dispose();
+    target = part;
+  }
+  log(`target data: ${target.length} images in ${target.classes.length} classes from ${targetDir}${c.data.split === 'train' ? ' (train split)' : ''}`);
 
   if (!model) {
     model = new DiT(pretrainConfig(c, resolution, target.classes.length));
