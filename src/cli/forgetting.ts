@@ -31,7 +31,7 @@ const FLAGS = {
   cfg: { type: 'number', default: 1.5, help: 'classifier-free guidance scale of the fine-tuned model (1 = none)' },
   'pretrained-label': { type: 'string', default: 'null', help: "the pretrained model's label: 'null' (its unconditional branch) or 'same' (the target labels, with --cfg)" },
   reverse: { type: 'boolean', default: true, help: 'also run the reverse (pretrained on the noisy part); --reverse=false halves the time' },
-  extractor: { type: 'string', default: 'iconnet', help: "feature extractor: 'iconnet' or 'inception:FILE' (pytorch-fid weights)" },
+  extractor: { type: 'string', default: 'iconnet', help: "feature extractor: 'iconnet' (shipped weights), 'iconnet:FILE' or 'inception:FILE' (pytorch-fid weights)" },
   out: { type: 'string', default: 'forgetting-out', help: 'output folder' },
   seed: { type: 'number', default: 0, help: 'seed of x_T and the step noise (shared by every switch point) and of the label order' },
   batch: { type: 'number', default: 64, help: 'samples per forward batch' },
@@ -83,21 +83,22 @@ export async function runForgetting(argv: string[], deps: ForgettingDeps = {}): 
   };
   const pretrained = load(flags.pretrained, flags['pretrained-config'], 'pretrained');
   const finetuned = load(flags.finetuned, flags['finetuned-config'], 'fine-tuned');
-  const a = pretrained.config;
-  const b = finetuned.config;
-  if (a.inputSize !== b.inputSize || a.inChannels !== b.inChannels) {
-    throw new Error(`--pretrained makes ${a.inputSize}x${a.inputSize}x${a.inChannels} samples but --finetuned ${b.inputSize}x${b.inputSize}x${b.inChannels}; the probe needs one chain for both`);
-  }
-  if (a.learnSigma !== b.learnSigma) throw new Error(`--pretrained has learnSigma ${a.learnSigma} but --finetuned ${b.learnSigma}: both must use the same diffusion`);
-  if (b.inChannels !== 3) throw new Error(`the models make ${b.inChannels}-channel samples; the probe needs RGB pixel models (latents need a VAE, not available yet)`);
-
-  const spec = parseRefSpec(flags.dataset);
-  const split = splitFiles(spec);
-  if (split.classes.length > b.numClasses) {
-    throw new Error(`--dataset ${flags.dataset} has ${split.classes.length} classes but the fine-tuned model only ${b.numClasses}`);
-  }
-  const extractor = deps.extractor ?? loadExtractor(flags.extractor, { device });
+  let extractor: FeatureExtractor | undefined;
   try {
+    const a = pretrained.config;
+    const b = finetuned.config;
+    if (a.inputSize !== b.inputSize || a.inChannels !== b.inChannels) {
+      throw new Error(`--pretrained makes ${a.inputSize}x${a.inputSize}x${a.inChannels} samples but --finetuned ${b.inputSize}x${b.inputSize}x${b.inChannels}; the probe needs one chain for both`);
+    }
+    if (a.learnSigma !== b.learnSigma) throw new Error(`--pretrained has learnSigma ${a.learnSigma} but --finetuned ${b.learnSigma}: both must use the same diffusion`);
+    if (b.inChannels !== 3) throw new Error(`the models make ${b.inChannels}-channel samples; the probe needs RGB pixel models (latents need a VAE, not available yet)`);
+
+    const spec = parseRefSpec(flags.dataset);
+    const split = splitFiles(spec);
+    if (split.classes.length > b.numClasses) {
+      throw new Error(`--dataset ${flags.dataset} has ${split.classes.length} classes but the fine-tuned model only ${b.numClasses}`);
+    }
+    extractor = deps.extractor ?? loadExtractor(flags.extractor, { device });
     const reference = await referenceStats(spec, extractor, { resolution: b.inputSize, log, warn: (m) => log(`warning: ${m}`) });
     reference.features.dispose(); // (kept for KID; FID needs the statistics only)
     log(`reference: ${reference.count} images in ${split.classes.length} classes from ${flags.dataset} (${extractor.name} features${reference.fromCache ? ', cached' : ''})`);
@@ -128,7 +129,7 @@ export async function runForgetting(argv: string[], deps: ForgettingDeps = {}): 
       for (const t of Object.values(result.previews)) t?.dispose();
     }
   } finally {
-    if (!deps.extractor) extractor.dispose();
+    if (!deps.extractor) extractor?.dispose();
     for (const m of [pretrained, finetuned]) disposeModule(m);
   }
 }

@@ -3,6 +3,7 @@
 import { runBank } from './bank';
 import { runDemo } from './demo';
 import { runInfo } from './info';
+import { runForgetting } from './forgetting';
 import { runSample } from './sample';
 import { runFinetune, runPretrain, runTraining } from './train';
 
@@ -14,6 +15,7 @@ interface Command {
 const commands: Record<string, Command> = {
   bank: { summary: 'sample a knowledge bank from a pretrained DiT (resumable)', run: runBank },
   demo: { summary: 'train a tiny DiT on built-in images and sample it (CPU, minutes)', run: runDemo },
+  forgetting: { summary: 'chain-of-forgetting probe: FID when the pretrained model takes over part of the fine-tuned chain (curve as SVG/PNG)', run: (argv) => runForgetting(argv) },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
   finetune: { summary: 'fine-tune a DiT: full, diff-tuning, ablations, P2/Min-SNR, PEFT (DiffFit, BitFit, LoRA, AdaptFormer)', run: runFinetune },
   plan: { summary: 'estimate the memory of a finetune/pretrain config before running it', run: (argv) => runTraining('finetune', ['--plan', ...argv]) },

@@ -23,16 +23,12 @@ import { writeFileAtomic } from '../tuning/write-atomic';
 import { seededPermutation } from '../data/batch-iterator';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion';
 import { ConditionalDenoiser, hybridSample, LabelPolicy, policyModel, switchIndexFor } from '../diffusion/hybrid-sampler';
+import type { FeatureExtractor } from './extractor';
 import { featureStats, FeatureStats } from './feature-stats';
 import { frechetDistance } from './frechet';
 
-/** What the probe needs of a feature extractor (the shape of src/eval/extractor.ts's FeatureExtractor). */
-export interface FeatureExtractor {
-  name: string;
-  dim: number;
-  /** uint8 [N, 3, H, W] images -> floating [N, dim] features. */
-  features(images: Tensor): Tensor;
-}
+/** What the probe needs of a feature extractor (uint8 [N, 3, H, W] images -> floating [N, dim] features). */
+export type ProbeExtractor = Pick<FeatureExtractor, 'dim' | 'features'> & { name: string };
 
 export type ForgettingDirection = 'finetuned-then-pretrained' | 'pretrained-then-finetuned';
 export const FORGETTING_DIRECTIONS: readonly ForgettingDirection[] = ['finetuned-then-pretrained', 'pretrained-then-finetuned'];
@@ -70,7 +66,7 @@ export interface ForgettingProbeOptions {
   cfgScale: number;
   /** The pretrained model's labels: its unconditional branch ('null', default) or the target labels ('same'). */
   pretrainedLabels?: 'null' | 'same';
-  extractor: FeatureExtractor;
+  extractor: ProbeExtractor;
   /** Feature statistics of the target data (e.g. datasetStats). */
   reference: FeatureStats;
   /** Samples per forward batch (default 64). */
@@ -127,7 +123,7 @@ export function toUint8Images(x: Tensor): Tensor {
 }
 
 /** Features of uint8 [N, 3, H, W] images in batches, concatenated ([N, dim], float). */
-export function extractFeatures(extractor: FeatureExtractor, images: Tensor, batchSize = 256): Tensor {
+export function extractFeatures(extractor: ProbeExtractor, images: Tensor, batchSize = 256): Tensor {
   if (images.dtype !== 'uint8' || images.ndim !== 4 || images.shape[1] !== 3) {
     throw new TypeError(`extractFeatures: expected uint8 images [N, 3, H, W], got ${images.dtype} [${images.shape}]`);
   }
@@ -139,7 +135,7 @@ export function extractFeatures(extractor: FeatureExtractor, images: Tensor, bat
   }));
 }
 
-function checkedFeatures(extractor: FeatureExtractor, images: Tensor): Tensor {
+function checkedFeatures(extractor: ProbeExtractor, images: Tensor): Tensor {
   const f = extractor.features(images);
   if (f.ndim !== 2 || f.shape[0] !== images.shape[0] || f.shape[1] !== extractor.dim) {
     throw new Error(`extractor '${extractor.name}': returned features [${f.shape}] for ${images.shape[0]} images (expected [${images.shape[0]}, ${extractor.dim}])`);
@@ -148,7 +144,7 @@ function checkedFeatures(extractor: FeatureExtractor, images: Tensor): Tensor {
 }
 
 /** Feature statistics of a uint8 [N, 3, H, W] image set (the FID reference). */
-export function datasetStats(extractor: FeatureExtractor, images: Tensor, batchSize = 256): FeatureStats {
+export function datasetStats(extractor: ProbeExtractor, images: Tensor, batchSize = 256): FeatureStats {
   return torch.scope(() => featureStats(extractFeatures(extractor, images, batchSize)));
 }
 
