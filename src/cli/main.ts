@@ -27,7 +27,7 @@ const commands: Record<string, Command> = {
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length));
-  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  const lines = Object.entries(commands).sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
   return `usage: difftune <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'difftune <command> --help' shows a command's options.`;
 }
 

@@ -35,9 +35,16 @@ function flagSpec(method: Method | null) {
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
     if (method === 'pretrain' && ['ckpt', 'bank', 'labels', 'tau', 'tau-replay', 'replay-ratio', 'retention-weight'].includes(flag)) continue;
     if (flag === 'method' && method === 'pretrain') continue;
-    spec[flag] = { type: 'string', default: '', help: `sets ${field}` };
+    spec[flag] = { type: 'string', default: '', help: `${field}: ${fieldHelp(field)}` };
   }
   return spec;
+}
+
+/** The schema's description of a config field ("a.b"). */
+function fieldHelp(field: string): string {
+  let node: unknown = TRAIN_SCHEMA;
+  for (const part of field.split('.')) node = (node as Record<string, unknown>)[part];
+  return (node as { help: string }).help;
 }
 
 /** Splits `--set a.b=v` pairs off argv (they may repeat). */
