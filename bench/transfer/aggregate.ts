@@ -1,0 +1,176 @@
+// From run records to the benchmark's numbers: FID per target and method as mean ± std over seeds,
+// the average over targets, the relative promotion (FID_full − FID_method) / FID_full, the sweeps.
+// Pure: the JSON shape of transfer.json is built (and tested) here.
+import { ABLATION_METHODS, MAIN_METHODS, MethodName } from './methods';
+import { bankSweepRun, methodRun, RunSpec, runId, TABLE_TAU } from './plan';
+import { RunRecord } from './results-log';
+import { seedList } from './settings';
+
+export interface MeanStd { mean: number; std: number }
+
+/** Mean and sample standard deviation (n − 1 in the denominator; 0 for a single value). */
+export function meanStd(xs: readonly number[]): MeanStd {
+  if (xs.length === 0) throw new RangeError('meanStd: no values');
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  if (xs.length === 1) return { mean, std: 0 };
+  const ss = xs.reduce((a, b) => a + (b - mean) ** 2, 0);
+  return { mean, std: Math.sqrt(ss / (xs.length - 1)) };
+}
+
+/** (FID_full − FID_method) / FID_full: the paper's "relative promotion" (positive = lower FID than full fine-tuning). */
+export function relativePromotion(fidFull: number, fidMethod: number): number {
+  if (!(fidFull > 0)) throw new RangeError(`relativePromotion: FID of full fine-tuning must be > 0, got ${fidFull}`);
+  return (fidFull - fidMethod) / fidFull;
+}
+
+export interface SweepPoint extends MeanStd { runs: number }
+
+export interface TransferJson {
+  average: Record<string, number>;
+  targets: Record<string, Record<string, MeanStd>>;
+  steps: number;
+  seeds: number;
+  relative_promotion: Record<string, { targets: Record<string, number>; mean_over_targets: number | null; of_average: number | null }>;
+  kid: { average: Record<string, number>; targets: Record<string, Record<string, MeanStd>> };
+  pretrained: Record<string, number>;
+  ablation_target: string | null;
+  tau_sweep?: { target: string; seeds: number; points: Array<SweepPoint & { tau: number }> };
+  bank_sweep?: { target: string; seeds: number; points: Array<SweepPoint & { bank_size: number }> };
+  complete: boolean;
+  missing: string[];
+}
+
+export interface AggregateOptions {
+  targets: string[];
+  steps: number;
+  seeds: number;
+  sweepSeeds: number;
+  bankSize: number;
+  /** Where the ablation ran (null: not part of this benchmark). */
+  ablationTarget: string | null;
+  tau?: { target: string; values: number[] };
+  bank?: { target: string; sizes: number[] };
+}
+
+type Metric = 'fid' | 'kid';
+
+/**
+ * The benchmark's JSON from its records (by run id, already restricted to this experiment's keys).
+ * `average` holds only methods measured on every target; cells without any record are left out
+ * and listed in `missing`.
+ */
+export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOptions): TransferJson {
+  const missing: string[] = [];
+  const collect = (specs: RunSpec[], metric: Metric): { values: number[]; ids: string[] } => {
+    const values: number[] = [];
+    const ids: string[] = [];
+    for (const s of specs) {
+      const id = runId(s);
+      const r = byId.get(id);
+      if (r) values.push(r[metric]);
+      else ids.push(id);
+    }
+    return { values, ids };
+  };
+  const seeds = seedList(o.seeds);
+  const cellSpecs = (target: string, method: MethodName): RunSpec[] =>
+    seeds.map((seed) => methodRun(target, method, { tau: TABLE_TAU, bankSize: o.bankSize, seed }));
+  const methodsOf = (target: string): MethodName[] => [...MAIN_METHODS, ...(target === o.ablationTarget ? ABLATION_METHODS : [])];
+
+  const tables = { fid: {} as Record<string, Record<string, MeanStd>>, kid: {} as Record<string, Record<string, MeanStd>> };
+  for (const target of o.targets) {
+    tables.fid[target] = {};
+    tables.kid[target] = {};
+    for (const method of methodsOf(target)) {
+      const specs = cellSpecs(target, method);
+      const fid = collect(specs, 'fid');
+      missing.push(...fid.ids);
+      if (fid.values.length) {
+        tables.fid[target][method] = meanStd(fid.values);
+        tables.kid[target][method] = meanStd(collect(specs, 'kid').values);
+      }
+    }
+  }
+  const averageOf = (t: Record<string, Record<string, MeanStd>>): Record<string, number> => {
+    const avg: Record<string, number> = {};
+    for (const method of MAIN_METHODS) {
+      const cells = o.targets.map((target) => t[target][method]);
+      if (cells.every(Boolean)) avg[method] = cells.reduce((a, c) => a + c.mean, 0) / cells.length;
+    }
+    return avg;
+  };
+  const average = averageOf(tables.fid);
+
+  const promotion: TransferJson['relative_promotion'] = {};
+  for (const method of [...MAIN_METHODS, ...ABLATION_METHODS].filter((m) => m !== 'full')) {
+    const perTarget: Record<string, number> = {};
+    for (const target of o.targets) {
+      const full = tables.fid[target].full;
+      const m = tables.fid[target][method];
+      if (full && m) perTarget[target] = relativePromotion(full.mean, m.mean);
+    }
+    const values = Object.values(perTarget);
+    if (!values.length) continue;
+    const everyTarget = values.length === o.targets.length;
+    promotion[method] = {
+      targets: perTarget,
+      mean_over_targets: everyTarget ? values.reduce((a, b) => a + b, 0) / values.length : null,
+      of_average: average.full !== undefined && average[method] !== undefined ? relativePromotion(average.full, average[method]) : null,
+    };
+  }
+
+  const pretrained: Record<string, number> = {};
+  for (const target of o.targets) {
+    const r = byId.get(runId({ target, method: 'pretrained', tau: null, bankSize: 0, seed: 0 }));
+    if (r) pretrained[target] = r.fid;
+  }
+
+  const sweepSeeds = seedList(o.sweepSeeds);
+  const sweepPoint = (specs: RunSpec[]): SweepPoint | null => {
+    const { values, ids } = collect(specs, 'fid');
+    missing.push(...ids);
+    return values.length ? { ...meanStd(values), runs: values.length } : null;
+  };
+  const out: TransferJson = {
+    average,
+    targets: tables.fid,
+    steps: o.steps,
+    seeds: o.seeds,
+    relative_promotion: promotion,
+    kid: { average: averageOf(tables.kid), targets: tables.kid },
+    pretrained,
+    ablation_target: o.ablationTarget,
+    complete: false,
+    missing: [],
+  };
+  if (o.tau) {
+    const { target, values } = o.tau;
+    out.tau_sweep = {
+      target, seeds: o.sweepSeeds,
+      points: values.flatMap((tau) => {
+        const p = sweepPoint(sweepSeeds.map((seed) => methodRun(target, 'diff-tuning', { tau, bankSize: o.bankSize, seed })));
+        return p ? [{ tau, ...p }] : [];
+      }),
+    };
+  }
+  if (o.bank) {
+    const { target, sizes } = o.bank;
+    out.bank_sweep = {
+      target, seeds: o.sweepSeeds,
+      points: sizes.flatMap((b) => {
+        const p = sweepPoint(sweepSeeds.map((seed) => bankSweepRun(target, b, seed)));
+        return p ? [{ bank_size: b, ...p }] : [];
+      }),
+    };
+  }
+  out.missing = [...new Set(missing)];
+  out.complete = out.missing.length === 0;
+  return out;
+}
+
+/** Whether a curve never decreases (allowing `tolerance` of noise per step) and how many steps go down. */
+export function monotoneRise(values: readonly number[], tolerance = 0): { monotone: boolean; decreases: number } {
+  let decreases = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] < values[i - 1] - tolerance) decreases += 1;
+  return { monotone: decreases === 0, decreases };
+}

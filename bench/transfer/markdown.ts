@@ -1,0 +1,114 @@
+// transfer.md: the benchmark's tables as Markdown (FID per target and method as mean ± std, the
+// average, the relative promotion rows, the ablation, the sweeps, the forgetting curve) and the
+// exact command that produced them. Pure: formatting only.
+import { MeanStd, TransferJson } from './aggregate';
+import { ABLATION_METHODS, MAIN_METHODS } from './methods';
+
+/** Decimals that show a value to about three significant digits (at least one decimal, and two for values from 1 to 100). */
+export function decimalsFor(v: number): number {
+  const a = Math.abs(v);
+  if (!Number.isFinite(a) || a === 0) return 2;
+  if (a >= 100) return 1;
+  if (a >= 1) return 2;
+  return Math.min(8, 2 - Math.floor(Math.log10(a)));
+}
+
+export function formatNumber(v: number | undefined): string {
+  return v === undefined ? '—' : v.toFixed(decimalsFor(v));
+}
+
+/** "mean ± std", both with the mean's decimals, or '—'. */
+export function formatMeanStd(m: MeanStd | undefined): string {
+  if (!m) return '—';
+  const d = decimalsFor(m.mean);
+  return `${m.mean.toFixed(d)} ± ${m.std.toFixed(d)}`;
+}
+
+/** A fraction as a signed percentage with one decimal ("+21.3%"), or '—'. */
+export function formatPercent(p: number | null | undefined): string {
+  if (p === null || p === undefined || !Number.isFinite(p)) return '—';
+  const v = (100 * p).toFixed(1);
+  return `${p >= 0 ? '+' : ''}${v}%`;
+}
+
+function row(cells: string[]): string {
+  return `| ${cells.join(' | ')} |`;
+}
+
+/** The main table: a row per method (FID mean ± std per target, then the average) and a relative promotion row per method. */
+export function mainTable(j: TransferJson, targets: string[]): string {
+  const lines = [row(['method', ...targets, 'average']), row(['---', ...targets.map(() => '---:'), '---:'])];
+  for (const method of MAIN_METHODS) {
+    const avg = j.average[method];
+    lines.push(row([method, ...targets.map((t) => formatMeanStd(j.targets[t]?.[method])), formatNumber(avg)]));
+  }
+  for (const method of MAIN_METHODS.filter((m) => m !== 'full')) {
+    const p = j.relative_promotion[method];
+    lines.push(row([`relative promotion, ${method}`, ...targets.map((t) => formatPercent(p?.targets[t])), formatPercent(p?.of_average)]));
+  }
+  if (Object.keys(j.pretrained).length) {
+    lines.push(row(['source model, no fine-tuning', ...targets.map((t) => formatNumber(j.pretrained[t])), '']));
+  }
+  return lines.join('\n');
+}
+
+export interface MarkdownExtras {
+  /** The command that wrote this file. */
+  command: string;
+  /** The commands that made its runs (a benchmark continued across sessions may have several). */
+  runCommands?: string[];
+  metric: string;
+  settingsLines: string[];
+  forgetting?: { target: string; splits: number[]; fid: number[]; monotone: boolean; decreases: number; samples: number } | null;
+  timingLines: string[];
+}
+
+export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownExtras): string {
+  const out: string[] = [];
+  out.push('# Transfer benchmark: a small-scale reproduction of Diff-Tuning\'s Table 1', '');
+  out.push(`${x.metric.replace(/^fid_/, 'FID with ')} features (lower is better), mean ± std over ${j.seeds} seed${j.seeds === 1 ? '' : 's'} ` +
+    `(sample std, n − 1), ${j.steps} fine-tuning steps per run. Relative promotion = (FID_full − FID_method) / FID_full per target; ` +
+    'the average column gives it on the average FIDs.', '');
+  if (!j.complete) out.push(`**Incomplete:** ${j.missing.length} run(s) have no result yet; cells show what is measured.`, '');
+  out.push(mainTable(j, targets), '');
+  const mp = Object.entries(j.relative_promotion).filter(([, p]) => p.mean_over_targets !== null);
+  if (mp.length) {
+    out.push(`Relative promotion averaged over targets: ${mp.map(([m, p]) => `${m} ${formatPercent(p.mean_over_targets)}`).join(', ')}.`, '');
+  }
+  if (j.ablation_target) {
+    const t = j.ablation_target;
+    const cells = j.targets[t] ?? {};
+    out.push(`## Ablation on ${t}`, '', row(['method', 'FID', 'relative promotion']), row(['---', '---:', '---:']));
+    for (const m of ['full', ...ABLATION_METHODS, 'diff-tuning']) {
+      out.push(row([m, formatMeanStd(cells[m]), m === 'full' ? '' : formatPercent(j.relative_promotion[m]?.targets[t])]));
+    }
+    out.push('');
+  }
+  if (j.tau_sweep) {
+    out.push(`## τ sweep on ${j.tau_sweep.target} (diff-tuning, ${j.tau_sweep.seeds} seed${j.tau_sweep.seeds === 1 ? '' : 's'})`, '',
+      row(['τ', 'FID', 'runs']), row(['---:', '---:', '---:']));
+    for (const p of j.tau_sweep.points) out.push(row([String(p.tau), formatMeanStd(p), String(p.runs)]));
+    out.push('');
+  }
+  if (j.bank_sweep) {
+    out.push(`## Knowledge-bank size sweep on ${j.bank_sweep.target} (diff-tuning; 0 = no bank, i.e. reconsolidation-only)`, '',
+      row(['bank size', 'FID', 'runs']), row(['---:', '---:', '---:']));
+    for (const p of j.bank_sweep.points) out.push(row([String(p.bank_size), formatMeanStd(p), String(p.runs)]));
+    out.push('');
+  }
+  if (x.forgetting) {
+    const f = x.forgetting;
+    out.push(`## Chain of forgetting on ${f.target} (full fine-tuning, seed 0, ${f.samples} samples per point)`, '',
+      'Share of the reverse steps (from the data end, t = 0) handed to the pretrained model, and the FID that results.',
+      `Rises monotonically toward the noise end: ${f.monotone ? 'yes' : `no (${f.decreases} decrease${f.decreases === 1 ? '' : 's'})`}. ` +
+      'Plot: forgetting/forgetting.svg.', '',
+      row(['pretrained share', ...f.splits.map((s) => s.toFixed(2))]), row(['---', ...f.splits.map(() => '---:')]),
+      row(['FID', ...f.fid.map((v) => formatNumber(v))]), '');
+  }
+  out.push('## Settings', '', ...x.settingsLines.map((l) => `- ${l}`), '');
+  if (x.timingLines.length) out.push('## Time', '', ...x.timingLines.map((l) => `- ${l}`), '');
+  out.push('## Command', '', '```sh', x.command, '```', '');
+  const others = (x.runCommands ?? []).filter((c) => c !== x.command);
+  if (others.length) out.push('Runs were also made by:', '', '```sh', ...others, '```', '');
+  return out.join('\n');
+}

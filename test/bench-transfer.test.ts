@@ -1,0 +1,259 @@
+// bench/transfer's pure parts: mean ± std, relative promotion, the JSON shape of transfer.json,
+// the Markdown table, stratified subsampling, the run plan and its keys, the EMA rule, flags.
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { aggregate, meanStd, monotoneRise, relativePromotion } from '../bench/transfer/aggregate';
+import { scaledEmaDecay } from '../bench/transfer/ema-rule';
+import { decimalsFor, formatMeanStd, formatPercent, mainTable } from '../bench/transfer/markdown';
+import { MAIN_METHODS } from '../bench/transfer/methods';
+import { bankSweepRun, methodRun, planRuns, RunSpec, runId } from '../bench/transfer/plan';
+import { appendRunRecord, Experiment, readRunRecords, recordsByKey, RunRecord, runKey } from '../bench/transfer/results-log';
+import { parseSettings, PRESETS } from '../bench/transfer/settings';
+import { stratifiedCounts, stratifiedSubsample } from '../bench/transfer/subsample';
+
+const close = (a: number, b: number, tol: number, what = ''): void => assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b}`);
+
+test('meanStd: mean and the n − 1 sample standard deviation', () => {
+  // 2,4,4,4,5,5,7,9: mean 5, squared deviations sum to 32 -> sample std sqrt(32/7).
+  const m = meanStd([2, 4, 4, 4, 5, 5, 7, 9]);
+  assert.equal(m.mean, 5);
+  close(m.std, Math.sqrt(32 / 7), 1e-12, 'std');
+  assert.deepEqual(meanStd([3.5]), { mean: 3.5, std: 0 });
+  close(meanStd([1, 2]).std, Math.SQRT1_2, 1e-12);
+  assert.throws(() => meanStd([]), /no values/);
+});
+
+test('relativePromotion: (FID_full − FID_method) / FID_full', () => {
+  assert.equal(relativePromotion(20, 15), 0.25);
+  assert.equal(relativePromotion(10, 12), -0.2);
+  // The paper's headline: 16.59 -> about 12.28 is a 26% promotion.
+  close(relativePromotion(16.59, 16.59 * 0.74), 0.26, 1e-12);
+  assert.throws(() => relativePromotion(0, 1), /must be > 0/);
+});
+
+test('monotoneRise counts decreases', () => {
+  assert.deepEqual(monotoneRise([1, 1, 2, 5]), { monotone: true, decreases: 0 });
+  assert.deepEqual(monotoneRise([1, 3, 2, 5, 4]), { monotone: false, decreases: 2 });
+  assert.deepEqual(monotoneRise([1, 0.95, 2], 0.1), { monotone: true, decreases: 0 });
+});
+
+test('scaledEmaDecay keeps the reference residual 0.9999^24000 = 0.0907 of the pretrained weights', () => {
+  assert.equal(scaledEmaDecay(24000), 0.9999);
+  assert.equal(scaledEmaDecay(50000), 0.9999);
+  // 0.9999^10 by the binomial series: 1 - 10e-4 + 45e-8 - 120e-12 + 210e-16.
+  close(scaledEmaDecay(2400), 1 - 10e-4 + 45e-8 - 120e-12 + 210e-16, 1e-15, 'decay(2400)');
+  // ln 0.9999 = -(1e-4 + 5e-9 + 3.3e-13 + ...), so 0.9999^24000 = exp(-2.400120008) = 0.0907070.
+  for (const steps of [20, 500, 1000, 5000]) close(scaledEmaDecay(steps) ** steps, Math.exp(-2.400120008), 1e-9, `residual at ${steps}`);
+  close(Math.exp(-2.400120008), 0.0907070, 1e-7);
+  assert.throws(() => scaledEmaDecay(0), /positive integer/);
+});
+
+test('stratifiedCounts: largest remainder, at least one per class, capped by class sizes', () => {
+  // Shares 1.5, 1.5, 2.0: floors 1, 1, 2; the one left goes to the first of the tied remainders.
+  assert.deepEqual(stratifiedCounts([3, 3, 4], 5), [2, 1, 2]);
+  // A rare class still gets one image (its share 0.0099 would round to 0).
+  assert.deepEqual(stratifiedCounts([1, 1000], 10), [1, 9]);
+  assert.deepEqual(stratifiedCounts([5, 0, 7], 100), [5, 0, 7]);
+  // Fewer images than classes: no minimum; the largest shares win.
+  assert.deepEqual(stratifiedCounts([10, 30, 60], 2), [0, 1, 1]);
+  const counts = [85, 160, 263, 131, 266, 364, 171, 250, 220]; // twemoji's classes
+  const total = counts.reduce((a, b) => a + b, 0);
+  const take = stratifiedCounts(counts, 500);
+  assert.equal(take.reduce((a, b) => a + b, 0), 500);
+  take.forEach((t, k) => assert.ok(Math.abs(t - (500 * counts[k]) / total) < 1, `class ${k}: ${t} vs share ${(500 * counts[k]) / total}`));
+  assert.throws(() => stratifiedCounts([3], 0), /positive integer/);
+});
+
+test('stratifiedSubsample: deterministic, stratified, seeded', () => {
+  const labels = Array.from({ length: 400 }, (_, i) => (i * 7) % 5 === 0 ? 0 : i % 3 === 0 ? 1 : 2);
+  const a = stratifiedSubsample(labels, 60, 0);
+  assert.deepEqual(stratifiedSubsample(labels, 60, 0), a);
+  assert.notDeepEqual(stratifiedSubsample(labels, 60, 1), a);
+  assert.equal(a.length, 60);
+  assert.equal(new Set(a).size, 60);
+  assert.deepEqual(a, [...a].sort((x, y) => x - y));
+  assert.ok(a.every((i) => Number.isInteger(i) && i >= 0 && i < labels.length));
+  const perClass = [0, 1, 2].map((k) => a.filter((i) => labels[i] === k).length);
+  const classSizes = [0, 1, 2].map((k) => labels.filter((l) => l === k).length);
+  assert.deepEqual(perClass, stratifiedCounts(classSizes, 60));
+  // Asking for everything gives everything.
+  assert.deepEqual(stratifiedSubsample(labels, 1000, 3), labels.map((_, i) => i));
+});
+
+const SETTINGS = {
+  targets: ['a', 'b'], parts: ['table', 'tau', 'bank', 'forgetting'] as ('table' | 'tau' | 'bank' | 'forgetting')[], seeds: 2, sweepSeeds: 1,
+  bankSize: 32, tauValues: [0, 0.5, 1, 1.5, 2], bankSizes: [0, 16, 32], ablationTarget: 'a', sweepTarget: 'a',
+};
+
+test('planRuns: every method on the same seeds, shared runs counted once', () => {
+  const runs = planRuns(SETTINGS);
+  // table: 2 pretrained + 2 seeds x (2 targets x 4 methods + 2 ablations) = 22; tau: 5 minus tau 1 = 4;
+  // bank: 3 minus size 0 (reconsolidation-only) and size 32 (the table's diff-tuning) = 1; forgetting: the table's full run.
+  assert.equal(runs.length, 27);
+  assert.equal(new Set(runs.map((r) => r.id)).size, runs.length);
+  for (const target of ['a', 'b']) {
+    for (const method of MAIN_METHODS) {
+      assert.deepEqual(runs.filter((r) => r.target === target && r.method === method && r.parts.includes('table')).map((r) => r.seed), [0, 1]);
+    }
+  }
+  const dt = runs.find((r) => r.id === runId(methodRun('a', 'diff-tuning', { tau: 1, bankSize: 32, seed: 0 })))!;
+  assert.deepEqual(dt.parts, ['table', 'tau', 'bank']);
+  assert.deepEqual(bankSweepRun('a', 0, 0), { target: 'a', method: 'reconsolidation-only', tau: 1, bankSize: 0, seed: 0 });
+  // Fields a method ignores do not make new runs.
+  assert.deepEqual(methodRun('a', 'full', { tau: 2, bankSize: 99, seed: 3 }), { target: 'a', method: 'full', tau: null, bankSize: 0, seed: 3 });
+  assert.throws(() => methodRun('a', 'diff-tuning', { tau: 1, bankSize: 0, seed: 0 }), /bank size/);
+  assert.equal(planRuns({ ...SETTINGS, parts: ['tau'] }).length, 5);
+});
+
+const EXPERIMENT: Experiment = {
+  sourceSha256: 'ab', dataHash: 'cd', steps: 100, batch: 32, trainSize: 500, subsetSeed: 0, emaDecay: 0.99,
+  bank: { steps: 25, cfg: 1.5, seed: 0 }, eval: { samples: 500, steps: 25, cfg: 1.5, extractorSha256: 'ef' },
+};
+
+function record(spec: RunSpec, fid: number, key = runKey(spec, EXPERIMENT)): RunRecord {
+  return {
+    kind: 'run', key, id: runId(spec), ...spec, metric: 'fid_iconnet', fid, kid: fid / 1000, kidStd: 0, samples: 500, refImages: 100,
+    trainImages: 500, bankItems: spec.bankSize, trainSeconds: 1, evalSeconds: 1, stepSeconds: 0.01, device: 'cpu', finished: '', warnings: [],
+  };
+}
+
+test('runKey changes with every setting the number depends on', () => {
+  const spec = methodRun('a', 'full', { tau: 1, bankSize: 0, seed: 0 });
+  const k = runKey(spec, EXPERIMENT);
+  assert.equal(runKey({ ...spec }, { ...EXPERIMENT }), k);
+  assert.notEqual(runKey({ ...spec, seed: 1 }, EXPERIMENT), k);
+  assert.notEqual(runKey(spec, { ...EXPERIMENT, steps: 101 }), k);
+  assert.notEqual(runKey(spec, { ...EXPERIMENT, eval: { ...EXPERIMENT.eval, extractorSha256: 'ff' } }), k);
+  assert.notEqual(runKey(spec, { ...EXPERIMENT, dataHash: 'ce' }), k);
+});
+
+test('the results log: append, read back, a truncated last line is dropped, the last record of a key wins', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-transfer-'));
+  try {
+    const file = path.join(dir, 'runs.jsonl');
+    assert.deepEqual(readRunRecords(file), []);
+    const spec = methodRun('a', 'full', { tau: 1, bankSize: 0, seed: 0 });
+    appendRunRecord(file, record(spec, 10));
+    appendRunRecord(file, record(spec, 11));
+    fs.appendFileSync(file, '{"kind":"run","key":"x","fid":');
+    const back = readRunRecords(file);
+    assert.equal(back.length, 2);
+    assert.equal(recordsByKey(back).get(runKey(spec, EXPERIMENT))!.fid, 11);
+    fs.writeFileSync(file, JSON.stringify({ ...record(spec, 1), fid: 'high' }) + '\n');
+    assert.throws(() => readRunRecords(file), /'fid' must be a number/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function tableRecords(fids: Record<string, Record<string, number[]>>): Map<string, RunRecord> {
+  const byId = new Map<string, RunRecord>();
+  for (const [target, methods] of Object.entries(fids)) {
+    for (const [method, values] of Object.entries(methods)) {
+      values.forEach((fid, seed) => {
+        const spec = methodRun(target, method as never, { tau: 1, bankSize: 32, seed });
+        byId.set(runId(spec), record(spec, fid));
+      });
+    }
+  }
+  return byId;
+}
+
+test('aggregate: the transfer.json shape, averages and relative promotion', () => {
+  const byId = tableRecords({
+    a: { full: [10, 12], 'diff-tuning': [8, 8], difffit: [11, 11], 'difffit+diff-tuning': [9, 10], 'retention-only': [9, 11], 'reconsolidation-only': [9, 9] },
+    b: { full: [20, 20], 'diff-tuning': [14, 16], difffit: [21, 19], 'difffit+diff-tuning': [16] },
+  });
+  const j = aggregate(byId, { targets: ['a', 'b'], steps: 100, seeds: 2, sweepSeeds: 1, bankSize: 32, ablationTarget: 'a' });
+  assert.deepEqual(Object.keys(j).slice(0, 4), ['average', 'targets', 'steps', 'seeds']);
+  assert.equal(j.steps, 100);
+  assert.equal(j.seeds, 2);
+  assert.deepEqual(Object.keys(j.targets), ['a', 'b']);
+  assert.deepEqual(Object.keys(j.targets.a), ['full', 'diff-tuning', 'difffit', 'difffit+diff-tuning', 'retention-only', 'reconsolidation-only']);
+  for (const cell of [j.targets.a.full, j.targets.b['diff-tuning']]) assert.deepEqual(Object.keys(cell).sort(), ['mean', 'std']);
+  assert.deepEqual(j.targets.a.full, { mean: 11, std: Math.SQRT2 });
+  assert.deepEqual(j.targets.b['difffit+diff-tuning'], { mean: 16, std: 0 });
+  // Averages of the per-target means: full (11 + 20)/2, diff-tuning (8 + 15)/2; ablations are not averaged.
+  assert.deepEqual(j.average, { full: 15.5, 'diff-tuning': 11.5, difffit: 15.5, 'difffit+diff-tuning': 12.75 });
+  const p = j.relative_promotion['diff-tuning'];
+  close(p.targets.a, 3 / 11, 1e-12);
+  close(p.targets.b, 0.25, 1e-12);
+  close(p.mean_over_targets!, (3 / 11 + 0.25) / 2, 1e-12);
+  close(p.of_average!, 4 / 15.5, 1e-12);
+  close(j.relative_promotion['reconsolidation-only'].targets.a, 2 / 11, 1e-12);
+  assert.equal(j.relative_promotion['reconsolidation-only'].mean_over_targets, null);
+  assert.deepEqual(j.missing, [runId(methodRun('b', 'difffit+diff-tuning', { tau: 1, bankSize: 32, seed: 1 }))]);
+  assert.equal(j.complete, false);
+  // A method missing on a target has no average.
+  const partial = aggregate(tableRecords({ a: { full: [10], difffit: [9] }, b: { full: [20] } }),
+    { targets: ['a', 'b'], steps: 1, seeds: 1, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
+  assert.deepEqual(partial.average, { full: 15 });
+});
+
+test('aggregate: the sweeps collect their points', () => {
+  const byId = new Map<string, RunRecord>();
+  [[0, 30], [1, 20], [2, 25]].forEach(([tau, fid]) => {
+    const spec = methodRun('a', 'diff-tuning', { tau, bankSize: 32, seed: 0 });
+    byId.set(runId(spec), record(spec, fid));
+  });
+  const bank0 = bankSweepRun('a', 0, 0);
+  byId.set(runId(bank0), record(bank0, 40));
+  const j = aggregate(byId, {
+    targets: ['a'], steps: 1, seeds: 1, sweepSeeds: 1, bankSize: 32, ablationTarget: null,
+    tau: { target: 'a', values: [0, 1, 2] }, bank: { target: 'a', sizes: [0, 32, 64] },
+  });
+  assert.deepEqual(j.tau_sweep!.points.map((p) => [p.tau, p.mean, p.runs]), [[0, 30, 1], [1, 20, 1], [2, 25, 1]]);
+  assert.deepEqual(j.bank_sweep!.points.map((p) => [p.bank_size, p.mean]), [[0, 40], [32, 20]]);
+  assert.ok(j.missing.includes(runId(bankSweepRun('a', 64, 0))));
+});
+
+test('Markdown: mean ± std, percentages, the main table', () => {
+  assert.equal(formatMeanStd({ mean: 12.3456, std: 0.5 }), '12.35 ± 0.50');
+  assert.equal(formatMeanStd({ mean: 123.45, std: 2.26 }), '123.5 ± 2.3');
+  assert.equal(formatMeanStd({ mean: 0.03646, std: 0.00012 }), '0.0365 ± 0.0001');
+  assert.equal(formatMeanStd(undefined), '—');
+  assert.equal(decimalsFor(0.5), 3);
+  assert.equal(decimalsFor(42), 2);
+  assert.equal(formatPercent(0.2534), '+25.3%');
+  assert.equal(formatPercent(-0.1), '-10.0%');
+  assert.equal(formatPercent(null), '—');
+  const j = aggregate(tableRecords({ a: { full: [10, 12], 'diff-tuning': [8, 8] } }),
+    { targets: ['a'], steps: 1, seeds: 2, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
+  const md = mainTable(j, ['a']).split('\n');
+  assert.equal(md[0], '| method | a | average |');
+  assert.ok(md.includes('| full | 11.00 ± 1.41 | 11.00 |'), md.join('\n'));
+  assert.ok(md.includes('| diff-tuning | 8.00 ± 0.00 | 8.00 |'), md.join('\n'));
+  assert.ok(md.includes('| difffit | — | — |'), md.join('\n'));
+  assert.ok(md.includes('| relative promotion, diff-tuning | +27.3% | +27.3% |'), md.join('\n'));
+});
+
+test('parseSettings: presets, overrides and errors that name the flag', () => {
+  const cpu = parseSettings([], { cudaAvailable: false });
+  assert.equal(cpu.budget, 'cpu');
+  assert.equal(cpu.device, 'cpu');
+  assert.equal(cpu.steps, PRESETS.cpu.steps);
+  assert.deepEqual(cpu.targets, ['twemoji', 'flags', 'oxygen', 'openclipart', 'crawl-textures']);
+  assert.equal(cpu.sweepTarget, 'twemoji');
+  const gpu = parseSettings([], { cudaAvailable: true });
+  assert.equal(gpu.budget, 'gpu');
+  assert.equal(gpu.device, 'cuda');
+  const s = parseSettings(['--budget', 'quick', '--steps', '7', '--targets', 'flags,oxygen', '--only', 'tau,bank', '--tau-values', '0,1', '--sweep-target', 'oxygen'],
+    { cudaAvailable: true });
+  assert.equal(s.budget, 'quick');
+  assert.equal(s.steps, 7);
+  assert.equal(s.seeds, PRESETS.quick.seeds);
+  assert.deepEqual(s.parts, ['tau', 'bank']);
+  assert.deepEqual(s.tauValues, [0, 1]);
+  assert.equal(s.ablationTarget, 'flags');
+  assert.equal(s.sweepTarget, 'oxygen');
+  assert.throws(() => parseSettings(['--steps', '0'], { cudaAvailable: false }), /--steps must be a positive integer/);
+  assert.throws(() => parseSettings(['--only', 'tables'], { cudaAvailable: false }), /--only: 'tables' is not a part/);
+  assert.throws(() => parseSettings(['--budget', 'huge'], { cudaAvailable: false }), /--budget must be quick, cpu, gpu/);
+  assert.throws(() => parseSettings(['--targets', 'flags', '--sweep-target', 'oxygen'], { cudaAvailable: false }), /--sweep-target 'oxygen' is not one of --targets/);
+  assert.throws(() => parseSettings(['--bank-sizes', '0,64,x'], { cudaAvailable: false }), /--bank-sizes: 'x' is not an integer/);
+  assert.throws(() => parseSettings(['--seeds', '1', '--sweep-seeds', '2'], { cudaAvailable: false }), /--sweep-seeds/);
+  assert.throws(() => parseSettings(['--frobnicate'], { cudaAvailable: false }), /unknown flag '--frobnicate'/);
+});
