@@ -272,6 +272,26 @@ test("data.split 'train' trains on the part of the seeded split that evaluation 
   assert.ok(a.equal(b), 'the kept images are exactly the train split, in order');
 });
 
+test('in-loop evaluation logs fid_iconnet of the EMA model every N steps, with fixed noise and a small-n warning', async () => {
+  const f = await trainFixture();
+  const out = tempDir('evalloop');
+  const c = fixtureConfig(f, out, { eval: { every: 4, samples: 6, batch: 4, steps: 3 }, run: { steps: 8, checkpointEvery: 8, logEvery: 4 } });
+  torch.manualSeed(0);
+  const messages: string[] = [];
+  const inputs = await prepareInputs(c, (m) => messages.push(m));
+  const trainer = new Trainer(c, inputs, { log: (m) => messages.push(m), progress: false });
+  await trainer.run();
+  const again = [trainer.evaluate()!.fid, trainer.evaluate()!.fid];
+  trainer.dispose();
+  const records = readJsonl(path.join(out, 'log.jsonl')).filter((r) => 'fid_iconnet' in r);
+  // Two during the run, and the two explicit evaluate() calls after it.
+  assert.deepEqual(records.map((r) => r.step), [4, 8, 8, 8]);
+  for (const r of records) assert.ok(Number.isFinite(r.fid_iconnet) && (r.fid_iconnet as number) > 0);
+  assert.equal(again[0], again[1], 'the same weights and fixed noise give the same FID');
+  assert.equal(again[0], records[1].fid_iconnet, 'and the logged value at the last step');
+  assert.ok(messages.some((m) => m.includes('biased upward')), messages.join('\n'));
+});
+
 test('a training loop does not grow the number of live tensors', async () => {
   const f = await trainFixture();
   const c = fixtureConfig(f, tempDir('mem'), {});

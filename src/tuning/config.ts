@@ -66,6 +66,15 @@ export const TRAIN_SCHEMA = {
     accumulate: { type: 'number', default: 1, integer: true, min: 1, help: 'micro-batches per optimizer step' },
     gradClip: { type: 'number', default: null, nullable: true, min: 0, exclusiveMin: true, help: 'clip the global gradient norm to this (none by default, as the reference)' },
   },
+  eval: {
+    every: { type: 'number', default: 0, integer: true, min: 0, help: 'steps between in-loop FID evaluations of the EMA model (0: none)' },
+    samples: { type: 'number', default: 1000, integer: true, min: 2, help: 'generated samples per evaluation (FID from fewer than ~1000 is biased; a warning says so)' },
+    extractor: { type: 'string', default: 'iconnet', help: "feature network: 'iconnet' (shipped) or 'inception:FILE'" },
+    ref: { type: 'string', default: null, nullable: true, help: "reference images 'DIR[:train|eval|all]' (default: data.target's eval split when data.split is 'train', else all of it)" },
+    steps: { type: 'number', default: 25, integer: true, min: 1, help: 'DDIM steps of evaluation samples' },
+    cfg: { type: 'number', default: 1.5, min: 1, help: 'guidance scale of evaluation samples' },
+    batch: { type: 'number', default: 100, integer: true, min: 1, help: 'samples per sampling batch' },
+  },
   ema: {
     decay: { type: 'number', default: 0.9999, min: 0, max: 1, help: 'EMA decay (initialised from the pretrained weights; samples use the EMA)' },
   },
@@ -102,6 +111,7 @@ export interface TrainConfig {
   };
   peft: { method: 'none' | 'difffit' | 'bitfit' | 'lora' | 'adaptformer'; loraRank: number; loraAlpha: number | null; adapterDim: number; adapterScale: number };
   optim: { lr: number | null; weightDecay: number; betas: number[]; eps: number; batchSize: number; accumulate: number; gradClip: number | null };
+  eval: { every: number; samples: number; extractor: string; ref: string | null; steps: number; cfg: number; batch: number };
   ema: { decay: number };
   run: {
     steps: number; seed: number; device: string; precision: 'fp32' | 'bf16'; out: string; logEvery: number;
@@ -171,7 +181,8 @@ export function resolveConfig(o: { file?: string; values?: Record<string, unknow
 
 /** Fields that may change when a run is resumed (how long and how it reports, not what it learns). */
 const RESUMABLE = new Set(['run.steps', 'run.out', 'run.logEvery', 'run.checkpointEvery', 'run.keepCheckpoints', 'run.previewEvery',
-  'run.previewCount', 'run.previewSteps', 'run.previewCfg', 'run.nanRollback', 'run.device', 'data.onError']);
+  'run.previewCount', 'run.previewSteps', 'run.previewCfg', 'run.nanRollback', 'run.device', 'data.onError',
+  'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch']);
 
 function flatten(obj: Record<string, unknown>, prefix = ''): [string, unknown][] {
   return Object.entries(obj).flatMap(([k, v]) => {

@@ -27,6 +27,32 @@ export interface ImageSink {
   image(tag: string, png: Buffer, width: number, height: number, step: number): void;
 }
 
+/**
+ * DDIM samples ([-1, 1], on the CPU) for the given labels, with guidance when cfg > 1. All noise
+ * comes from a private generator seeded with `seed`, so training's random streams are untouched
+ * and the same call gives the same images.
+ */
+export function sampleWithSeed(model: DiT, diffusion: SpacedDiffusion, o: { labels: number[]; seed: number; cfg: number; nullLabel: number }): Tensor {
+  const device = model.pos_embed.device;
+  const g = new Generator('cpu', BigInt(o.seed));
+  return torch.noGrad(() => torch.scope(() => {
+    const c = model.config;
+    const labels = torch.tensor(o.labels, { dtype: 'int64' });
+    const z = torch.randn([o.labels.length, c.inChannels, c.inputSize, c.inputSize], { generator: g });
+    const guided = o.cfg > 1 && c.classDropoutProb > 0;
+    const batch = guided ? cfgBatch(z, labels, o.nullLabel) : { x: z, y: labels };
+    const out = diffusion.ddimSampleLoop(
+      (x, t, k: { y: Tensor }) => (guided ? model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: 'all' }) : model.forward(x, t, k.y)),
+      batch.x.shape, {
+        noise: batch.x.to({ device }),
+        modelKwargs: { y: batch.y.to({ device }) },
+        clipDenoised: true,
+        noiseFn: (_, x) => torch.randn(x.shape, { generator: g }).to({ device }),
+      });
+    return (guided ? conditionalHalf(out) : out).to({ device: 'cpu' });
+  }));
+}
+
 export class Previewer {
   private readonly dir: string;
   private readonly diffusion: SpacedDiffusion;
@@ -42,24 +68,8 @@ export class Previewer {
   /** Samples the model as it is now (callers swap in the EMA weights and set eval mode). */
   sample(model: DiT): Tensor {
     const o = this.o;
-    const device = model.pos_embed.device;
-    const g = new Generator('cpu', BigInt(o.seed) + 77n);
-    return torch.noGrad(() => torch.scope(() => {
-      const c = model.config;
-      const labels = torch.tensor(Array.from({ length: o.count }, (_, i) => i % o.numClasses), { dtype: 'int64' });
-      const z = torch.randn([o.count, c.inChannels, c.inputSize, c.inputSize], { generator: g });
-      const guided = o.cfg > 1 && c.classDropoutProb > 0;
-      const batch = guided ? cfgBatch(z, labels, o.nullLabel) : { x: z, y: labels };
-      const out = this.diffusion.ddimSampleLoop(
-        (x, t, k: { y: Tensor }) => (guided ? model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: 'all' }) : model.forward(x, t, k.y)),
-        batch.x.shape, {
-          noise: batch.x.to({ device }),
-          modelKwargs: { y: batch.y.to({ device }) },
-          clipDenoised: true,
-          noiseFn: (_, x) => torch.randn(x.shape, { generator: g }).to({ device }),
-        });
-      return (guided ? conditionalHalf(out) : out).to({ device: 'cpu' });
-    }));
+    const labels = Array.from({ length: o.count }, (_, i) => i % o.numClasses);
+    return sampleWithSeed(model, this.diffusion, { labels, seed: o.seed + 77, cfg: o.cfg, nullLabel: o.nullLabel });
   }
 
   /** Writes previews/step-N.png (pretrained row on top) and hands it to the sink. */

@@ -5,7 +5,9 @@ import { BatchSource } from '../data/batch-iterator';
 import { sha256File } from '../data/hash';
 import { ImageDataset } from '../data/image-dataset';
 import { splitIndices } from '../data/split';
-import { DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED } from '../eval/reference-stats';
+import { loadExtractor, FeatureExtractor } from '../eval/extractor';
+import { FeatureStats } from '../eval/feature-stats';
+import { DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, parseRefSpec, referenceStats } from '../eval/reference-stats';
 import { DiT, DiTConfig, ditConfig, DiTModelName, isDiTModelName, DIT_MODELS } from '../models/dit';
 import { loadDiT, readDiTConfig } from '../models/dit-io';
 import { adaptLabelSpace } from '../models/label-space';
@@ -49,6 +51,19 @@ export interface RunInputs {
   flipBank: boolean;
   /** sha256 of the pretrained weights file (null when pretraining). */
   pretrainedSha256: string | null;
+  /** In-loop evaluation: the feature network and the reference statistics (null when eval.every is 0). */
+  evaluator?: { extractor: FeatureExtractor; refStats: FeatureStats; ref: string } | null;
+}
+
+/** The in-loop evaluator: extractor and cached reference statistics of eval.ref (or the target's held-out split). */
+async function prepareEvaluator(c: TrainConfig, resolution: number, log: (msg: string) => void): Promise<RunInputs['evaluator']> {
+  if (c.eval.every === 0) return null;
+  const ref = c.eval.ref ?? `${c.data.target}:${c.data.split === 'train' ? 'eval' : 'all'}`;
+  const extractor = loadExtractor(c.eval.extractor, { device: c.run.device as torch.Device });
+  const r = await referenceStats(parseRefSpec(ref), extractor, { resolution, log });
+  r.features.dispose();
+  log(`in-loop evaluation every ${c.eval.every} steps: ${c.eval.samples} samples against ${ref} (${r.count} images, fid_${extractor.name})`);
+  return { extractor, refStats: r.stats, ref };
 }
 
 function pretrainConfig(c: TrainConfig, resolution: number, numClasses: number): DiTConfig {
@@ -131,7 +146,8 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
     adapterScale: c.peft.adapterScale,
     trainLabelTable: c.labels.mode === 'fresh',
   });
-  return { model, target, classes: target.classes, bank, flipTarget: c.data.flip, flipBank, pretrainedSha256 };
+  const evaluator = await prepareEvaluator(c, resolution, log);
+  return { model, target, classes: target.classes, bank, flipTarget: c.data.flip, flipBank, pretrainedSha256, evaluator };
 }
 
 /** The learning rate a run uses: the config's, else the PEFT method's default, else 1e-4. */

@@ -131,6 +131,13 @@ export class TrainLog implements ImageSink {
     return record;
   }
 
+  /** An extra record (e.g. in-loop FID) at a step, to log.jsonl and TensorBoard. */
+  metric(step: number, values: Record<string, number>): void {
+    this.jsonl?.write({ step, time: new Date().toISOString(), ...values });
+    this.tb?.addScalars(Object.fromEntries(Object.entries(values).map(([k, v]) => [`eval/${k}`, v])), step);
+    this.tb?.flush();
+  }
+
   image(tag: string, png: Buffer, width: number, height: number, step: number): void {
     this.tb?.addImage(tag, png, width, height, step);
     this.tb?.flush();

@@ -21,7 +21,8 @@ import { configDiff, configHash, TrainConfig } from './config';
 import { Ema } from './ema';
 import { exportFinetuned } from './export';
 import { buildObjective, combineLosses, drawTimesteps, Objective, splitBatch } from './objective';
-import { Previewer } from './previews';
+import { inLoopEval } from '../eval/in-loop';
+import { Previewer, sampleWithSeed } from './previews';
 import { learningRate, RunInputs } from './setup';
 import { TrainLog } from './train-log';
 
@@ -80,6 +81,7 @@ export class Trainer {
   private readonly previewer: Previewer | null;
   private readonly checkpointDir: string;
   private nan = { consecutive: 0, skipped: 0, rollbacks: 0 };
+  private evalDiffusion: SpacedDiffusion | null = null;
 
   constructor(readonly config: TrainConfig, readonly inputs: RunInputs, o: TrainerOptions = {}) {
     const c = config;
@@ -271,6 +273,33 @@ export class Trainer {
     this.ema.swapInto(this.model, () => this.previewer!.render(this.model, this.step, this.trainLog));
   }
 
+  /** FID of the EMA model's samples against the reference statistics, logged at this step. */
+  evaluate(): { fid: number; name: string } | null {
+    const ev = this.inputs.evaluator;
+    if (!ev || this.world.rank !== 0) return null;
+    const c = this.config.eval;
+    const diffusion = this.evalDiffusion ??= createDiffusion({ timestepRespacing: `ddim${c.steps}` });
+    const K = this.inputs.classes.length;
+    let drawn = 0;
+    const r = this.ema.swapInto(this.model, () => inLoopEval({
+      extractor: ev.extractor,
+      refStats: ev.refStats,
+      n: c.samples,
+      batchSize: c.batch,
+      warn: (m) => this.logMsg(`warning: ${m}`),
+      sample: (k) => {
+        // Labels cycle over the target classes; the noise of each chunk is fixed by its offset.
+        const labels = Array.from({ length: k }, (_, i) => (drawn + i) % K);
+        const x = sampleWithSeed(this.model, diffusion, { labels, seed: this.config.run.seed * 1_000_003 + drawn + 5, cfg: c.cfg, nullLabel: this.nullLabel });
+        drawn += k;
+        return torch.scope(() => x.mul(127.5).add(128).clamp(0, 255).to({ dtype: 'uint8' }));
+      },
+    }));
+    this.trainLog.metric(this.step, { [r.name]: r.fid });
+    this.logMsg(`step ${this.step}: ${r.name} ${r.fid.toFixed(3)} (${r.n} samples against ${ev.ref})`);
+    return r;
+  }
+
   /** One step with everything scheduled around it: logs, previews, checkpoints. */
   advance(): StepResult {
     const c = this.config;
@@ -281,6 +310,10 @@ export class Trainer {
     if (this.step % c.run.logEvery === 0 || this.step === c.run.steps) this.trainLog.flush(this.step, this.device);
     if (c.run.previewEvery > 0 && this.step % c.run.previewEvery === 0) {
       this.preview();
+      this.model.train();
+    }
+    if (c.eval.every > 0 && this.step % c.eval.every === 0) {
+      this.evaluate();
       this.model.train();
     }
     if (this.step % c.run.checkpointEvery === 0 || this.step === c.run.steps) this.saveCheckpoint();
