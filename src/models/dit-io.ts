@@ -139,6 +139,7 @@ function readAdapters(configFile: string): PeftOptions | null {
 export function saveDiT(file: string, model: DiT, metadata: Record<string, string> = {}, adapters?: PeftOptions): void {
   if (!file.endsWith('.safetensors')) throw new Error(`saveDiT: '${file}' should end in .safetensors`);
   const config = { model: 'DiT', model_args: modelArgs(model.config), ...(adapters ? { adapters } : {}) };
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   saveSafetensors(file, model.stateDict(), { ...metadata, config: JSON.stringify(config.model_args) });
   const json = file.replace(/\.safetensors$/, '.json');
   const tmp = `${json}.tmp-${process.pid}`;

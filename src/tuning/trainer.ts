@@ -13,7 +13,7 @@ import * as path from 'path';
 import { BatchIterator } from '../data/batch-iterator';
 import { createDiffusion } from '../diffusion/create';
 import { SpacedDiffusion } from '../diffusion/spaced-diffusion';
-import { DiT } from '../models/dit';
+import { DiT, modelArgs } from '../models/dit';
 import * as torch from '../torch';
 import { Device, Generator, Tensor } from '../torch';
 import { checkpointName, listCheckpoints, loadTrainingState, pruneCheckpoints, saveTrainingState } from './checkpoint';
@@ -218,7 +218,10 @@ export class Trainer {
       ema: this.ema.shadow,
       optimizer: this.optimizer.stateDict(),
       rng,
-      progress: { target: this.targetIt.state(), bank: this.bankIt?.state() ?? null, nan: this.nan, ...this.trainLog.progress() },
+      progress: {
+        target: this.targetIt.state(), bank: this.bankIt?.state() ?? null, nan: this.nan, modelArgs: modelArgs(this.model.config),
+        ...this.trainLog.progress(),
+      },
     });
     for (const t of rng.values()) t.dispose();
     pruneCheckpoints(this.checkpointDir, this.config.run.keepCheckpoints);
