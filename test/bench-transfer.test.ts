@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { aggregate, meanStd, monotoneRise, relativePromotion } from '../bench/transfer/aggregate';
-import { scaledEmaDecay } from '../bench/transfer/ema-rule';
+import { scaledEmaDecay } from '../src/tuning/ema-budget';
 import { decimalsFor, formatMeanStd, formatPercent, mainTable } from '../bench/transfer/markdown';
 import { MAIN_METHODS } from '../bench/transfer/methods';
 import { bankSweepRun, methodRun, planRuns, RunSpec, runId } from '../bench/transfer/plan';

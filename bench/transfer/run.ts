@@ -19,7 +19,7 @@ import { Device } from '../../src/torch';
 import { writeFileAtomic } from '../../src/tuning/write-atomic';
 import { aggregate } from './aggregate';
 import { ensureBank } from './bank-cache';
-import { scaledEmaDecay } from './ema-rule';
+import { scaledEmaDecay } from '../../src/tuning/ema-budget';
 import { ForgettingRequest, forgettingCurve, ForgettingSummary, savedForgettingCurve } from './forgetting-part';
 import { readJsonFile, RunJob, RunOutcome } from './job';
 import { renderMarkdown } from './markdown';

@@ -5,7 +5,8 @@
 import * as path from 'path';
 import { pathToFileURL } from 'url';
 import { runDemoPipeline } from '../demo/pipeline';
-import { defaultSettings, DemoSettings, ForgettingModel, scaledEmaDecay } from '../demo/settings';
+import { defaultSettings, DemoSettings, ForgettingModel } from '../demo/settings';
+import { scaledEmaDecay } from '../tuning/ema-budget';
 import { formatSeconds } from '../demo/step-timer';
 import { parseFlags } from './args';
 import { configureThreads } from './threads';

@@ -2,6 +2,7 @@
 // (at most 15 minutes on 2 CPU cores with the shipped source model) and the --quick one (at most 3).
 // Both are written into the report, so a reader sees exactly what produced the numbers.
 import * as path from 'path';
+import { scaledEmaDecay } from '../tuning/ema-budget';
 
 export type ForgettingModel = 'full' | 'diff-tuning';
 
@@ -29,16 +30,6 @@ export interface DemoSettings {
 
 /** The shipped source model, relative to the package root (dist/src/demo -> three levels up). */
 export const SHIPPED_SOURCE = path.resolve(__dirname, '..', '..', '..', 'assets', 'source', 'iconnet-dit.safetensors');
-
-/**
- * The EMA decay of a run of `steps` steps that keeps the reference's share of the pretrained weights
- * in the evaluated EMA: the reference trains 24,000 steps at 0.9999 (0.9999^24000 = 9.07% left), so
- * decay = 0.9999^(24000 / steps) (the same rule as bench/transfer). The default 0.9999 would leave
- * 96% of the pretrained weights after 400 steps, and evaluation samples the EMA.
- */
-export function scaledEmaDecay(steps: number): number {
-  return 0.9999 ** (24000 / steps);
-}
 
 /**
  * The budgets. Fine-tuning runs a few hundred steps instead of the paper's 24,000; both methods use

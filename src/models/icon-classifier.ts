@@ -11,7 +11,6 @@ import { Tensor } from '../torch';
 
 const { nn } = torch;
 
-const batchNormOp = aten('batch_norm');
 const bilinearAntialiasOp = aten('_upsample_bilinear2d_aa');
 
 /** The input side the network was designed for; other sizes are resized to it (bilinear). */
@@ -26,45 +25,24 @@ export interface IconClassifierConfig {
   blocksPerStage?: number;
 }
 
-/** BatchNorm2d with running statistics (training mode uses and updates batch statistics, as PyTorch). */
-class BatchNorm2d extends nn.Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  readonly running_mean: Tensor;
-  readonly running_var: Tensor;
-  readonly num_batches_tracked: Tensor;
-  constructor(channels: number, readonly eps = 1e-5, readonly momentum = 0.1) {
-    super();
-    this.weight = this.registerParameter('weight', torch.ones([channels]));
-    this.bias = this.registerParameter('bias', torch.zeros([channels]));
-    this.running_mean = this.registerBuffer('running_mean', torch.zeros([channels]));
-    this.running_var = this.registerBuffer('running_var', torch.ones([channels]));
-    this.num_batches_tracked = this.registerBuffer('num_batches_tracked', torch.zeros([], { dtype: 'int64' }));
-  }
-  forward(x: Tensor): Tensor {
-    if (this.training) torch.noGrad(() => this.num_batches_tracked.add_(1));
-    return new Tensor(batchNormOp(x.h, this.weight.h, this.bias.h, this.running_mean.h, this.running_var.h,
-      this.training, this.momentum, this.eps, true));
-  }
-}
 
 /** conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the input (through a strided 1x1 conv + BN when the shape changes), -> ReLU. */
 class ResidualBlock extends nn.Module {
   readonly conv1: torch.nn.Conv2d;
-  readonly bn1: BatchNorm2d;
+  readonly bn1: torch.nn.BatchNorm2d;
   readonly conv2: torch.nn.Conv2d;
-  readonly bn2: BatchNorm2d;
+  readonly bn2: torch.nn.BatchNorm2d;
   readonly shortcut_conv: torch.nn.Conv2d | null;
-  readonly shortcut_bn: BatchNorm2d | null;
+  readonly shortcut_bn: torch.nn.BatchNorm2d | null;
   constructor(inChannels: number, outChannels: number, stride: number) {
     super();
     this.conv1 = this.registerModule('conv1', new nn.Conv2d(inChannels, outChannels, 3, { stride, padding: 1, bias: false }));
-    this.bn1 = this.registerModule('bn1', new BatchNorm2d(outChannels));
+    this.bn1 = this.registerModule('bn1', new nn.BatchNorm2d(outChannels));
     this.conv2 = this.registerModule('conv2', new nn.Conv2d(outChannels, outChannels, 3, { padding: 1, bias: false }));
-    this.bn2 = this.registerModule('bn2', new BatchNorm2d(outChannels));
+    this.bn2 = this.registerModule('bn2', new nn.BatchNorm2d(outChannels));
     const project = stride !== 1 || inChannels !== outChannels;
     this.shortcut_conv = project ? this.registerModule('shortcut_conv', new nn.Conv2d(inChannels, outChannels, 1, { stride, bias: false })) : null;
-    this.shortcut_bn = project ? this.registerModule('shortcut_bn', new BatchNorm2d(outChannels)) : null;
+    this.shortcut_bn = project ? this.registerModule('shortcut_bn', new nn.BatchNorm2d(outChannels)) : null;
   }
   forward(x: Tensor): Tensor {
     return torch.scope(() => {
@@ -82,7 +60,7 @@ class ResidualBlock extends nn.Module {
 export class IconClassifier extends nn.Module {
   readonly config: Required<IconClassifierConfig>;
   readonly stem_conv: torch.nn.Conv2d;
-  readonly stem_bn: BatchNorm2d;
+  readonly stem_bn: torch.nn.BatchNorm2d;
   readonly stages: torch.nn.ModuleList<ResidualBlock>;
   readonly head: torch.nn.Linear;
 
@@ -91,7 +69,7 @@ export class IconClassifier extends nn.Module {
     this.config = checkConfig(config);
     const { widths, blocksPerStage, numClasses } = this.config;
     this.stem_conv = this.registerModule('stem_conv', new nn.Conv2d(3, widths[0], 3, { padding: 1, bias: false }));
-    this.stem_bn = this.registerModule('stem_bn', new BatchNorm2d(widths[0]));
+    this.stem_bn = this.registerModule('stem_bn', new nn.BatchNorm2d(widths[0]));
     const blocks: ResidualBlock[] = [];
     for (let s = 1; s < widths.length; s++) {
       for (let b = 0; b < blocksPerStage; b++) {

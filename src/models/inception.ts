@@ -5,12 +5,10 @@
 // branch average pools, and Mixed_7c pools by max). Parameter names equal the state_dict keys of
 // fid_inception_v3(), which are those of the published pt_inception-2015-12-05-6726825d.pth.
 import * as torch from '../torch';
-import { aten } from '../torch/aten';
 import { Tensor } from '../torch';
 
 const { nn, F } = torch;
 
-const batchNormOp = aten('batch_norm');
 
 /** TF's batch-norm epsilon, which the ported weights were made with (torchvision's BasicConv2d). */
 const BN_EPS = 0.001;
@@ -22,38 +20,15 @@ export const FID_INPUT_SIZE = 299;
 
 type Pair = number | [number, number];
 
-/**
- * BatchNorm2d in inference form (running statistics). The FID network is only ever evaluated,
- * so there is no training-mode path; num_batches_tracked is kept for the state_dict keys.
- */
-class BatchNorm2d extends nn.Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  readonly running_mean: Tensor;
-  readonly running_var: Tensor;
-  readonly num_batches_tracked: Tensor;
-  constructor(channels: number, readonly eps: number) {
-    super();
-    this.weight = this.registerParameter('weight', torch.ones([channels]));
-    this.bias = this.registerParameter('bias', torch.zeros([channels]));
-    this.running_mean = this.registerBuffer('running_mean', torch.zeros([channels]));
-    this.running_var = this.registerBuffer('running_var', torch.ones([channels]));
-    this.num_batches_tracked = this.registerBuffer('num_batches_tracked', torch.zeros([], { dtype: 'int64' }));
-  }
-  forward(x: Tensor): Tensor {
-    return new Tensor(batchNormOp(x.h, this.weight.h, this.bias.h, this.running_mean.h, this.running_var.h,
-      false, 0.1, this.eps, true));
-  }
-}
 
 /** Conv (no bias) -> BatchNorm (eps 0.001) -> ReLU, as torchvision's BasicConv2d. */
 class BasicConv2d extends nn.Module {
   readonly conv: torch.nn.Conv2d;
-  readonly bn: BatchNorm2d;
+  readonly bn: torch.nn.BatchNorm2d;
   constructor(inChannels: number, outChannels: number, kernel: Pair, o: { stride?: Pair; padding?: Pair } = {}) {
     super();
     this.conv = this.registerModule('conv', new nn.Conv2d(inChannels, outChannels, kernel, { ...o, bias: false }));
-    this.bn = this.registerModule('bn', new BatchNorm2d(outChannels, BN_EPS));
+    this.bn = this.registerModule('bn', new nn.BatchNorm2d(outChannels, BN_EPS));
   }
   forward(x: Tensor): Tensor {
     return torch.scope(() => this.bn.forward(this.conv.forward(x)).relu());

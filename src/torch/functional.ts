@@ -4,7 +4,7 @@ import { DType, dtypeCode } from './dtype';
 import { Tensor } from './tensor';
 
 const op = {
-  layerNorm: aten('layer_norm'), groupNorm: aten('group_norm'), gelu: aten('gelu'), silu: aten('silu'),
+  layerNorm: aten('layer_norm'), batchNorm: aten('batch_norm'), groupNorm: aten('group_norm'), gelu: aten('gelu'), silu: aten('silu'),
   softmax: aten('softmax.int'), logSoftmax: aten('log_softmax.int'), dropout: aten('dropout'),
   conv2d: aten('conv2d'), convTranspose2d: aten('conv_transpose2d.input'), avgPool2d: aten('avg_pool2d'),
   maxPool2d: aten('max_pool2d'), nearest: aten('upsample_nearest2d.vec'), bilinear: aten('upsample_bilinear2d.vec'),
@@ -25,6 +25,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 
 export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
   return new Tensor(op.layerNorm(x.h, [...normalizedShape], weight?.h ?? null, bias?.h ?? null, eps, true));
+}
+
+/** F.batch_norm: batch statistics (updating the running ones in place) when training, else the running ones. */
+export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight: Tensor | null, bias: Tensor | null,
+  training: boolean, momentum = 0.1, eps = 1e-5): Tensor {
+  return new Tensor(op.batchNorm(x.h, weight?.h ?? null, bias?.h ?? null, runningMean?.h ?? null, runningVar?.h ?? null,
+    training, momentum, eps, true));
 }
 
 export function groupNorm(x: Tensor, numGroups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {

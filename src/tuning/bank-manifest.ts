@@ -45,21 +45,9 @@ export interface BankSettings {
   shardSize?: number;
 }
 
-/** The settings as recorded: the requested ones plus the class count the model fixes. */
-export interface BankRecordedSettings {
-  n: number;
-  labels: 'uniform' | 'unconditional';
+/** The settings as recorded: the requested ones plus the class count the model fixes (shardSize only for latent banks). */
+export interface BankRecordedSettings extends BankSettings {
   numClasses: number;
-  cfg: number;
-  guideChannels: 3 | 'all';
-  sampler: 'ddpm' | 'ddim';
-  steps: number;
-  eta: number;
-  seed: number;
-  batchSize: number;
-  clip: boolean;
-  /** Present exactly when storage is 'latents'. */
-  shardSize?: number;
 }
 
 export interface BankModel {

@@ -1,6 +1,7 @@
 // Standard layers with PyTorch's parameter names and default initialisation.
 import { empty, ones, zeros } from '../creation';
 import * as F from '../functional';
+import { noGrad } from '../autograd';
 import { Tensor } from '../tensor';
 import { fans, kaimingUniform_, normal_, uniform_ } from './init';
 import { Module } from './module';
@@ -25,6 +26,27 @@ export class Linear extends Module implements TensorModule {
   }
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);
+  }
+}
+
+/** nn.BatchNorm2d with PyTorch's names (running_mean, running_var, num_batches_tracked). */
+export class BatchNorm2d extends Module implements TensorModule {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly running_mean: Tensor;
+  readonly running_var: Tensor;
+  readonly num_batches_tracked: Tensor;
+  constructor(readonly numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+    super();
+    this.weight = this.registerParameter('weight', ones([numFeatures]));
+    this.bias = this.registerParameter('bias', zeros([numFeatures]));
+    this.running_mean = this.registerBuffer('running_mean', zeros([numFeatures]));
+    this.running_var = this.registerBuffer('running_var', ones([numFeatures]));
+    this.num_batches_tracked = this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int64' }));
+  }
+  forward(x: Tensor): Tensor {
+    if (this.training) noGrad(() => this.num_batches_tracked.add_(1));
+    return F.batchNorm(x, this.running_mean, this.running_var, this.weight, this.bias, this.training, this.momentum, this.eps);
   }
 }
 

@@ -1,4 +1,4 @@
-// The EMA decay of a shortened run. The reference trains 24,000 steps with decay 0.9999, so its
+// The EMA decay of a shortened run (the demo and bench:transfer use it). The reference trains 24,000 steps with decay 0.9999, so its
 // evaluated EMA still holds 0.9999^24000 = 9.07% of the pretrained weights (an implicit retention
 // that every method shares) and averages over a window of 1/(1 - 0.9999) = 10,000 steps, 42% of
 // the run. A run of S steps keeps both proportions with decay = 0.9999^(24000 / S): then
