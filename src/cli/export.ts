@@ -14,6 +14,7 @@ const FLAGS = {
   config: { type: 'string', default: '', help: "model config JSON (default: the one the checkpoint records, else RUN/model.json)" },
   weights: { type: 'string', default: 'ema', help: "'ema' or 'model' (the raw trained weights)" },
   out: { type: 'string', help: 'output .safetensors (a .json config is written beside it)' },
+  dtype: { type: 'string', default: 'float32', help: "stored precision: 'float32', or 'float16' / 'bfloat16' for a file half the size (loaded back as float32)" },
 } as const;
 
 export async function runExport(argv: string[]): Promise<void> {
@@ -33,6 +34,12 @@ export async function runExport(argv: string[]): Promise<void> {
   if (flags.weights === 'ema') for (const [k, t] of s.ema) sd.set(k, t);
   const model = new DiT(config, { initialize: false });
   model.loadStateDict(sd, { what: flags.checkpoint });
-  saveDiT(flags.out, model, { source_checkpoint: path.basename(flags.checkpoint), step: String(s.step), weights: flags.weights });
-  console.log(`wrote ${flags.out} (${flags.weights} weights of step ${s.step})`);
+  if (flags.dtype !== 'float32') {
+    if (flags.dtype !== 'float16' && flags.dtype !== 'bfloat16') throw new Error(`--dtype must be float32, float16 or bfloat16, got '${flags.dtype}'`);
+    model.to(flags.dtype);
+  }
+  const meta = { source_checkpoint: path.basename(flags.checkpoint), step: String(s.step), weights: flags.weights, dtype: flags.dtype };
+  // A reduced-precision file leaves out pos_embed: it is a fixed function of the config, which loadDiT recomputes exactly.
+  saveDiT(flags.out, model, meta, undefined, flags.dtype === 'float32' ? [] : ['pos_embed']);
+  console.log(`wrote ${flags.out} (${flags.weights} weights of step ${s.step}, ${flags.dtype})`);
 }

@@ -134,13 +134,16 @@ function readAdapters(configFile: string): PeftOptions | null {
 
 /**
  * Saves weights as safetensors and the official constructor arguments as X.json beside them;
- * `adapters` records unmergeable adapters the weights include, so loadDiT rebuilds them.
+ * `adapters` records unmergeable adapters the weights include, so loadDiT rebuilds them; `omit` leaves out
+ * tensors loadDiT can recompute (pos_embed).
  */
-export function saveDiT(file: string, model: DiT, metadata: Record<string, string> = {}, adapters?: PeftOptions): void {
+export function saveDiT(file: string, model: DiT, metadata: Record<string, string> = {}, adapters?: PeftOptions, omit: string[] = []): void {
   if (!file.endsWith('.safetensors')) throw new Error(`saveDiT: '${file}' should end in .safetensors`);
   const config = { model: 'DiT', model_args: modelArgs(model.config), ...(adapters ? { adapters } : {}) };
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  saveSafetensors(file, model.stateDict(), { ...metadata, config: JSON.stringify(config.model_args) });
+  const sd = model.stateDict();
+  for (const k of omit) sd.delete(k);
+  saveSafetensors(file, sd, { ...metadata, config: JSON.stringify(config.model_args) });
   const json = file.replace(/\.safetensors$/, '.json');
   const tmp = `${json}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n');
