@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { readJsonl } from '../src/report/jsonl';
+import { loadDiT } from '../src/models/dit-io';
 import * as torch from '../src/torch';
 import { tempDir, writePretrained, writeTargetFolder } from './helpers/train-fixture';
 
@@ -55,6 +56,18 @@ test('bank, finetune (interrupted by --steps, then --resume), sample', () => {
   const raw = torch.loadSafetensors(path.join(dir, 'exp', 'raw.safetensors'));
   for (const [k, t] of runModel) assert.ok(t.equal(ema.get(k)!), `export --weights ema: ${k}`);
   assert.ok([...runModel].some(([k, t]) => !t.equal(raw.get(k)!)), 'the raw weights are not the EMA');
+  // --dtype float16: half the bytes, pos_embed left out (recomputed on load), the same function to fp16 rounding.
+  difftune(['export', '--checkpoint', ckpt8, '--dtype', 'float16', '--out', path.join(dir, 'exp', 'half.safetensors')]);
+  const half = torch.loadSafetensors(path.join(dir, 'exp', 'half.safetensors'));
+  assert.ok(!half.has('pos_embed') && [...half.values()].every((t) => t.dtype === 'float16'));
+  const a = loadDiT(path.join(dir, 'exp', 'ema.safetensors')).model.eval();
+  const b = loadDiT(path.join(dir, 'exp', 'half.safetensors')).model.eval();
+  assert.ok(a.pos_embed.equal(b.pos_embed), 'pos_embed recomputed exactly');
+  const x = torch.randn([2, 3, 8, 8]);
+  const t = torch.tensor([5, 800], { dtype: 'int64' });
+  const y = torch.tensor([0, 1], { dtype: 'int64' });
+  const diff = torch.noGrad(() => a.forward(x, t, y).sub(b.forward(x, t, y)).abs().max().item());
+  assert.ok(diff > 0 && diff < 1e-2, `float16 export changes the output by ${diff}`);
 
   const png = path.join(dir, 'samples.png');
   difftune(['sample', '--ckpt', path.join(run, 'model.safetensors'), '--classes', '0,1', '--sampler', 'ddim', '--steps', '5', '--out', png]);
