@@ -8,17 +8,7 @@ import { Device, Tensor } from '../torch/tensor';
 import { configFromModelArgs, DiT, DiTConfig, DIT_DEFAULTS, modelArgs } from './dit';
 import { detectLayout, diffusersToOfficial, stripModulePrefix } from './dit-keys';
 import { applyPeft, PeftOptions } from './peft';
-
-function parseJson(file: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: not readable JSON (${(e as Error).message})`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${file}: expected a JSON object`);
-  return value as Record<string, unknown>;
-}
+import { readJsonObject } from './json-file';
 
 /** diffusers' Transformer2DModel config.json for a DiT -> DiTConfig. */
 function fromDiffusersConfig(c: Record<string, unknown>, file: string): DiTConfig {
@@ -42,7 +32,7 @@ function fromDiffusersConfig(c: Record<string, unknown>, file: string): DiTConfi
  * constructor arguments, or a diffusers transformer config.json.
  */
 export function readDiTConfig(file: string): DiTConfig {
-  const json = parseJson(file);
+  const json = readJsonObject(file);
   if (json.model_args !== undefined) {
     if (typeof json.model_args !== 'object' || json.model_args === null) throw new Error(`${file}: 'model_args' must be an object`);
     return withFile(file, () => configFromModelArgs(json.model_args as Record<string, unknown>));
@@ -124,7 +114,7 @@ function withGammasOf(sd: Map<string, Tensor>, config: DiTConfig): DiTConfig {
 
 /** The adapters a saved model carries (the `adapters` entry of our X.json), or null. */
 function readAdapters(configFile: string): PeftOptions | null {
-  const a = parseJson(configFile).adapters as PeftOptions | undefined;
+  const a = readJsonObject(configFile).adapters as PeftOptions | undefined;
   if (a === undefined) return null;
   if (typeof a !== 'object' || a === null || a.method !== 'adaptformer') {
     throw new Error(`${configFile}: 'adapters' must be {"method": "adaptformer", "adapterDim": n, "adapterScale": s}`);

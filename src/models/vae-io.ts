@@ -9,6 +9,7 @@ import { loadCheckpoint } from '../torch/serialization';
 import { DType } from '../torch/dtype';
 import { Device, Tensor } from '../torch/tensor';
 import { AutoencoderKL, VaeConfig, VAE_SCALING_FACTOR } from './vae';
+import { readJsonObject } from './json-file';
 
 // ---------------------------------------------------------------------------------------------
 // diffusers config.json
@@ -20,17 +21,6 @@ const DIFFUSERS_DEFAULTS = {
   norm_num_groups: 32, sample_size: 32, scaling_factor: VAE_SCALING_FACTOR, shift_factor: null,
   use_quant_conv: true, use_post_quant_conv: true, mid_block_add_attention: true, act_fn: 'silu',
 } as const;
-
-function parseJsonObject(file: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: not readable JSON (${(e as Error).message})`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${file}: expected a JSON object`);
-  return value as Record<string, unknown>;
-}
 
 /** diffusers' AutoencoderKL config object -> VaeConfig; `where` names the source in errors. */
 export function vaeConfigFromDiffusers(json: Record<string, unknown>, where: string): VaeConfig {
@@ -80,7 +70,7 @@ function checkBlockTypes(json: Record<string, unknown>, field: string, expected:
 
 /** Reads diffusers' AutoencoderKL config.json. */
 export function readVaeConfig(file: string): VaeConfig {
-  return vaeConfigFromDiffusers(parseJsonObject(file), file);
+  return vaeConfigFromDiffusers(readJsonObject(file), file);
 }
 
 /** The architecture a diffusers-layout state dict implies (for files without a config; groups assumed 32). */
@@ -290,7 +280,7 @@ export function resolveVaeFiles(dir: string): { weights: string; config: string 
 /** Whether a config.json beside a weights file describes an AutoencoderKL (and not e.g. a DiT). */
 function isVaeConfigFile(file: string): boolean {
   try {
-    const json = parseJsonObject(file);
+    const json = readJsonObject(file);
     if (json._class_name !== undefined) return json._class_name === 'AutoencoderKL';
     return 'latent_channels' in json && 'block_out_channels' in json;
   } catch {
