@@ -3,7 +3,10 @@ import { noGrad } from '../autograd';
 import { stack } from '../functions';
 import { scalarLike, Tensor } from '../tensor';
 
-/** Scales all gradients so their joint norm is at most maxNorm; returns the norm before clipping. */
+/**
+ * Scales all gradients so their joint norm is at most maxNorm; returns the norm before clipping.
+ * maxNorm = Infinity only measures the norm (nothing to scale).
+ */
 export function clipGradNorm_(params: Tensor[], maxNorm: number, normType = 2): number {
   return noGrad(() => {
     const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
@@ -11,12 +14,16 @@ export function clipGradNorm_(params: Tensor[], maxNorm: number, normType = 2): 
     const norms = grads.map((g) => g.norm(normType));
     const stacked = stack(norms);
     const total = normType === Infinity ? stacked.max() : stacked.norm(normType);
-    const denom = total.add(1e-6);
-    const limit = scalarLike(total, maxNorm);
-    const coef = limit.div(denom).clamp_(null, 1);
-    for (const g of grads) g.mul_(coef);
     const value = total.item();
-    for (const t of [...grads, ...norms, stacked, total, denom, limit, coef]) t.dispose();
+    const temps = [...grads, ...norms, stacked, total];
+    if (Number.isFinite(maxNorm)) {
+      const denom = total.add(1e-6);
+      const limit = scalarLike(total, maxNorm);
+      const coef = limit.div(denom).clamp_(null, 1);
+      for (const g of grads) g.mul_(coef);
+      temps.push(denom, limit, coef);
+    }
+    for (const t of temps) t.dispose();
     return value;
   });
 }
