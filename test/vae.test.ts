@@ -7,6 +7,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { get, loadFixture } from './helpers/dit-ref';
 import * as torch from '../src/torch';
 import { Tensor } from '../src/torch';
 import {
@@ -77,16 +78,8 @@ function fixtureModel(): AutoencoderKL {
   return cachedModel;
 }
 
-function loadFixture(name: string): Map<string, Tensor> {
-  const m = torch.loadSafetensors(path.join(FIXTURES, name));
-  for (const t of m.values()) t.keep();
-  return m;
-}
-
-function get(m: Map<string, Tensor>, key: string): Tensor {
-  const t = m.get(key);
-  if (!t) throw new Error(`fixture tensor '${key}' is missing`);
-  return t;
+function loadVaeFixture(name: string): Map<string, Tensor> {
+  return loadFixture(FIXTURES, name);
 }
 
 /** max|y - ref| / max|ref|, in float64. */
@@ -165,7 +158,7 @@ test('ldm-layout and diffusers-layout state dicts hold the same weights', { skip
 
 test('float32: encode moments, mode, sample and decodes match diffusers within the README tolerances', { skip }, (t) => {
   errors.length = 0;
-  const ref = loadFixture('vae-ref.safetensors');
+  const ref = loadVaeFixture('vae-ref.safetensors');
   const model = fixtureModel();
   const ENC = 2e-3;
   const DEC = 1e-2;
@@ -193,8 +186,8 @@ test('float32: encode moments, mode, sample and decodes match diffusers within t
 
 test('float64: every output matches the float64 reference to 1e-9', { skip }, (t) => {
   errors.length = 0;
-  const ref = loadFixture('vae-ref-f64.safetensors');
-  const inputs = loadFixture('vae-ref.safetensors');
+  const ref = loadVaeFixture('vae-ref-f64.safetensors');
+  const inputs = loadVaeFixture('vae-ref.safetensors');
   // The reference ran on the float32 inputs, cast.
   for (const name of ['x', 'z']) ref.set(name, get(inputs, name).double().keep());
   const model = fixtureModel().to('float64');

@@ -15,11 +15,16 @@ export function skipUnless(files: string[], what: string): false | string {
   return present ? false : `fixtures in ${FIXTURES} are absent`;
 }
 
-/** All tensors of a fixture file, kept alive for the whole test file. */
-export function load(name: string): Map<string, Tensor> {
-  const m = torch.loadSafetensors(path.join(FIXTURES, name));
+/** All tensors of a fixture file in `dir`, kept alive for the whole test file. */
+export function loadFixture(dir: string, name: string): Map<string, Tensor> {
+  const m = torch.loadSafetensors(path.join(dir, name));
   for (const t of m.values()) t.keep();
   return m;
+}
+
+/** All tensors of a dit-ref fixture file, kept alive for the whole test file. */
+export function load(name: string): Map<string, Tensor> {
+  return loadFixture(FIXTURES, name);
 }
 
 export function get(m: Map<string, Tensor>, key: string): Tensor {
