@@ -6,6 +6,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { JsonlLogger, readJsonl } from '../../src/report/jsonl';
 import { RunSpec, runId } from './plan';
+import type { FidResult } from './sample-fid';
 
 /** What a run's number depends on besides its spec. */
 export interface Experiment {
@@ -23,17 +24,10 @@ export interface Experiment {
 }
 
 /** A finished run as logged. */
-export interface RunRecord extends RunSpec {
+export interface RunRecord extends RunSpec, Omit<FidResult, 'warnings'> {
   kind: 'run';
   key: string;
   id: string;
-  /** 'fid_<extractor>'. */
-  metric: string;
-  fid: number;
-  kid: number;
-  kidStd: number;
-  samples: number;
-  refImages: number;
   trainImages: number;
   bankItems: number;
   trainSeconds: number;
