@@ -1,17 +1,22 @@
 // `difftune bank`: sample the knowledge bank (Diff-Tuning's replay set) from a frozen pretrained
 // checkpoint. Re-running continues an interrupted bank; see src/tuning/bank.ts.
 import * as path from 'path';
+import { ditConfig, DiTModelName, DIT_MODELS, isDiTModelName } from '../models/dit';
 import { readDiTConfig, siblingConfig } from '../models/dit-io';
 import { ProgressBar } from '../report/progress';
 import * as torch from '../torch';
 import { Device } from '../torch';
-import { buildBank, BankSettings } from '../tuning/bank';
+import { loadVae } from '../models/vae-io';
+import { buildBank, BankSettings, DECODED_DIR, writeDecodedBank } from '../tuning/bank';
 import { parseFlags } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
   ckpt: { type: 'string', help: 'the pretrained DiT: .safetensors (ours or diffusers layout) or an official .pt (training checkpoints give their EMA)' },
   config: { type: 'string', default: '', help: 'JSON with the official constructor arguments (default: X.json or config.json beside the weights)' },
+  model: { type: 'string', default: '', help: "an official config by name instead of --config, for weights without one: 'DiT-XL/2' for DiT-XL-2-256x256.pt (32x32x4 latents, 1000 classes)" },
+  'input-size': { type: 'number', default: 32, help: 'with --model: latent/image size (256px images -> 32 latents)' },
+  'num-classes': { type: 'number', default: 1000, help: 'with --model: number of classes' },
   out: { type: 'string', help: 'the bank folder: new or empty, or an existing bank to resume' },
   n: { type: 'number', help: 'number of items (a larger n grows an existing bank)' },
   labels: { type: 'string', default: 'uniform', help: "'uniform' (balanced classes) or 'unconditional' (the null label, no guidance)" },
@@ -26,6 +31,7 @@ const FLAGS = {
   clip: { type: 'string', default: 'auto', help: "clip predicted x0 to [-1, 1]: 'auto' (pixel models yes, latents no, as DiT), 'yes', 'no'" },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
   force: { type: 'boolean', help: 'delete an existing bank in --out and start over' },
+  vae: { type: 'string', default: '', help: `latent models: also write each item decoded through this VAE (diffusers folder or weights file) as ${DECODED_DIR}/NNNNNN.png, for viewing` },
 } as const;
 
 function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
@@ -46,9 +52,12 @@ export async function runBank(argv: string[]): Promise<void> {
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
   configureThreads();
 
-  // 'auto' clipping needs the channel count, which the config beside the weights tells.
+  if (flags.config && flags.model) throw new Error('give either --config or --model, not both');
+  if (flags.model && !isDiTModelName(flags.model)) throw new Error(`--model: unknown DiT config '${flags.model}' (known: ${Object.keys(DIT_MODELS).join(', ')})`);
+  const named = flags.model ? ditConfig(flags.model as DiTModelName, { inputSize: flags['input-size'], inChannels: 4, numClasses: flags['num-classes'] }) : undefined;
+  // 'auto' clipping needs the channel count, which the config (or the one beside the weights) tells.
   const configFile = flags.config || siblingConfig(flags.ckpt) || undefined;
-  const pixels = configFile ? [1, 3].includes(readDiTConfig(configFile).inChannels) : false;
+  const pixels = named ? false : configFile ? [1, 3].includes(readDiTConfig(configFile).inChannels) : false;
   const settings: BankSettings = {
     n: flags.n, labels, cfg, guideChannels: guide === 'all' ? 'all' : 3,
     sampler: oneOf('sampler', flags.sampler, ['ddpm', 'ddim'] as const), steps: flags.steps, eta: flags.eta, seed: flags.seed,
@@ -61,7 +70,7 @@ export async function runBank(argv: string[]): Promise<void> {
   let bar = undefined as ProgressBar | undefined; // set in onStart (a cast, or TS narrows it to undefined)
   let itemsDone = 0;
   const manifest = await buildBank({
-    modelFile: flags.ckpt, configFile: flags.config || undefined, out: flags.out, settings, device, force: flags.force,
+    modelFile: flags.ckpt, configFile: flags.config || undefined, config: named, out: flags.out, settings, device, force: flags.force,
     log: (line) => console.log(line),
     onStart: (done, total) => {
       itemsDone = done;
@@ -79,4 +88,9 @@ export async function runBank(argv: string[]): Promise<void> {
   });
   bar?.done();
   console.log(`${flags.out}: ${manifest.count} of ${manifest.settings.n} items (${manifest.storage}), model sha256 ${manifest.model.sha256.slice(0, 16)}…`);
+  if (flags.vae) {
+    if (manifest.storage !== 'latents') throw new Error(`--vae: the bank in ${flags.out} holds images already (a pixel-space model); drop --vae`);
+    const written = writeDecodedBank(flags.out, loadVae(flags.vae, { device }));
+    console.log(`${path.join(flags.out, DECODED_DIR)}: ${written} decoded PNG${written === 1 ? '' : 's'} written`);
+  }
 }

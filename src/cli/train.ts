@@ -21,7 +21,7 @@ const SHORTCUTS: Record<string, string> = {
   weighting: 'objective.lossWeighting', peft: 'peft.method', 'lora-rank': 'peft.loraRank', lr: 'optim.lr', batch: 'optim.batchSize',
   accumulate: 'optim.accumulate', 'grad-clip': 'optim.gradClip', ema: 'ema.decay', steps: 'run.steps', seed: 'run.seed',
   device: 'run.device', precision: 'run.precision', out: 'run.out', 'log-every': 'run.logEvery', 'checkpoint-every': 'run.checkpointEvery',
-  'preview-every': 'run.previewEvery',
+  'preview-every': 'run.previewEvery', vae: 'model.vae',
 };
 
 function flagSpec(method: Method | null) {
@@ -48,7 +48,7 @@ function fieldHelp(field: string): string {
 }
 
 /** Splits `--set a.b=v` pairs off argv (they may repeat). */
-function takeSets(argv: string[]): { rest: string[]; sets: [string, string][] } {
+export function takeSets(argv: string[]): { rest: string[]; sets: [string, string][] } {
   const rest: string[] = [];
   const sets: [string, string][] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -105,7 +105,7 @@ export async function runTraining(command: 'finetune' | 'pretrain', argv: string
 }
 
 /** Refuses to mix a new run into a folder holding another run's checkpoints. */
-function checkRunFolder(c: TrainConfig, resume: boolean): void {
+export function checkRunFolder(c: TrainConfig, resume: boolean): void {
   const ckpts = path.join(c.run.out, 'checkpoints');
   if (!resume && fs.existsSync(ckpts) && fs.readdirSync(ckpts).some((f) => f.endsWith('.safetensors'))) {
     throw new Error(`${c.run.out} already holds checkpoints: pass --resume to continue that run, or choose another --out`);

@@ -13,8 +13,10 @@ import { createDiffusion } from '../diffusion/create';
 import { SpacedDiffusion } from '../diffusion/spaced-diffusion';
 import { sha256Bytes, sha256File } from '../data/hash';
 import { mulberry32 } from '../data/prng';
-import { DiT, modelArgs } from '../models/dit';
+import { DiT, DiTConfig, modelArgs } from '../models/dit';
 import { loadDiT } from '../models/dit-io';
+import { decodeLatentImages } from '../data/latent-images';
+import { AutoencoderKL } from '../models/vae';
 import { encodePng } from '../report/png';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
@@ -152,6 +154,8 @@ export interface BuildBankOptions {
   modelFile: string;
   /** The model config; default X.json or config.json beside the weights. */
   configFile?: string;
+  /** The architecture itself (e.g. a named official model for a .pt without config); wins over configFile. */
+  config?: DiTConfig;
   /** The bank folder (created; an existing bank is resumed). */
   out: string;
   settings: BankSettings;
@@ -301,7 +305,7 @@ export async function buildBank(o: BuildBankOptions): Promise<BankManifest> {
     }
   }
 
-  const { model, warnings } = loadDiT(o.modelFile, { configFile: o.configFile, device });
+  const { model, warnings } = loadDiT(o.modelFile, { config: o.config, configFile: o.configFile, device });
   for (const w of warnings) log(`warning: ${w}`);
   model.eval();
   const c = model.config;
@@ -373,12 +377,49 @@ export async function buildBank(o: BuildBankOptions): Promise<BankManifest> {
   return manifest;
 }
 
-function writeImages(dir: string, start: number, x: Tensor): void {
+function writeImages(dir: string, start: number, x: Tensor, pathOf: (dir: string, i: number) => string = bankImagePath): void {
   const [b, ch, h, w] = x.shape;
   const bytes = imagesToUint8(x);
   const size = h * w * ch;
   for (let k = 0; k < b; k++) {
-    writeFileAtomic(bankImagePath(dir, start + k), encodePng(bytes.subarray(k * size, (k + 1) * size), w, h, ch as 1 | 3));
+    writeFileAtomic(pathOf(dir, start + k), encodePng(bytes.subarray(k * size, (k + 1) * size), w, h, ch as 1 | 3));
+  }
+}
+
+/** Decoded previews of a latent bank: DIR/decoded/000000.png ... (for viewing only; training reads the shards). */
+export const DECODED_DIR = 'decoded';
+
+export function bankDecodedPath(dir: string, i: number): string {
+  return path.join(dir, DECODED_DIR, `${String(i).padStart(6, '0')}.png`);
+}
+
+/**
+ * Writes a PNG for every complete item of a latent bank that has none yet, decoded through the
+ * VAE (so it can run after each build, and after an interrupted one). Returns the number written.
+ */
+export function writeDecodedBank(dir: string, vae: AutoencoderKL, o: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): number {
+  const { x, y } = loadBankLatents(dir);
+  y.dispose();
+  try {
+    if (x.shape[1] !== vae.config.latentChannels) {
+      throw new Error(`${dir}: the bank holds ${x.shape[1]}-channel latents but the VAE decodes ${vae.config.latentChannels}-channel ones`);
+    }
+    fs.mkdirSync(path.join(dir, DECODED_DIR), { recursive: true });
+    removeTempFiles(path.join(dir, DECODED_DIR));
+    const missing = Array.from({ length: x.shape[0] }, (_, i) => i).filter((i) => !fs.existsSync(bankDecodedPath(dir, i)));
+    const batch = o.batchSize ?? 8;
+    for (let s = 0; s < missing.length; s += batch) {
+      const part = missing.slice(s, s + batch);
+      torch.scope(() => {
+        const images = decodeLatentImages(vae, x.indexSelect(0, torch.tensor(part, { dtype: 'int64' })), batch);
+        // Items of a batch may not be consecutive: write each on its own.
+        part.forEach((i, k) => writeImages(dir, i, images.slice(0, k, k + 1), bankDecodedPath));
+      });
+      o.onProgress?.(Math.min(s + batch, missing.length), missing.length);
+    }
+    return missing.length;
+  } finally {
+    x.dispose();
   }
 }
 

@@ -18,16 +18,17 @@ export const TRAIN_SCHEMA = {
   model: {
     ckpt: { type: 'string', default: null, nullable: true, help: 'pretrained DiT weights (.safetensors or official .pt); required unless method is pretrain' },
     config: { type: 'string', default: null, nullable: true, help: 'model config JSON (default: X.json beside the weights); for pretrain the architecture' },
-    name: { type: 'string', default: null, nullable: true, help: "pretrain: an official size by name, e.g. 'DiT-S/2' (with inputSize/inChannels from the data)" },
+    name: { type: 'string', default: null, nullable: true, help: "an official size by name, e.g. 'DiT-S/2' (with inputSize/inChannels from the data): pretrain's architecture, or finetune's for weights without a config (DiT-XL-2-256x256.pt: 'DiT-XL/2')" },
     hiddenSize: { type: 'number', default: null, nullable: true, integer: true, min: 1, help: 'pretrain: override the hidden size' },
     depth: { type: 'number', default: null, nullable: true, integer: true, min: 1, help: 'pretrain: override the depth' },
     numHeads: { type: 'number', default: null, nullable: true, integer: true, min: 1, help: 'pretrain: override the head count' },
     patchSize: { type: 'number', default: null, nullable: true, integer: true, min: 1, help: 'pretrain: override the patch size' },
     learnSigma: { type: 'boolean', default: true, help: 'pretrain: learned variance (DiT default)' },
     classDropoutProb: { type: 'number', default: 0.1, min: 0, max: 0.99, help: 'pretrain: label dropout for classifier-free guidance' },
+    vae: { type: 'string', default: null, nullable: true, help: 'latent models: the VAE (diffusers folder or weights file) the latent cache in data.target must have been encoded with (checked by sha256)' },
   },
   data: {
-    target: { type: 'string', default: null, nullable: true, help: 'class-subfolder image folder (torchvision ImageFolder layout)' },
+    target: { type: 'string', default: null, nullable: true, help: 'class-subfolder image folder (torchvision ImageFolder layout), or a latent cache made by `difftune datasets encode` (latent models)' },
     resolution: { type: 'number', default: null, nullable: true, integer: true, min: 1, help: 'image size; default the model input size' },
     split: { type: 'enum', values: ['all', 'train'], default: 'all', help: "train on every image, or on the 'train' part of the seeded split that `difftune eval --ref DIR:eval` holds out" },
     flip: { type: 'boolean', default: true, help: 'random horizontal flips (target and bank, as the reference)' },
@@ -100,7 +101,7 @@ export interface TrainConfig {
   model: {
     ckpt: string | null; config: string | null; name: string | null;
     hiddenSize: number | null; depth: number | null; numHeads: number | null; patchSize: number | null;
-    learnSigma: boolean; classDropoutProb: number;
+    learnSigma: boolean; classDropoutProb: number; vae: string | null;
   };
   data: { target: string | null; resolution: number | null; split: 'all' | 'train'; flip: boolean; onError: 'throw' | 'skip'; bank: string | null };
   labels: { mode: 'reuse' | 'fresh' };
@@ -182,7 +183,7 @@ export function resolveConfig(o: { file?: string; values?: Record<string, unknow
 /** Fields that may change when a run is resumed (how long and how it reports, not what it learns). */
 const RESUMABLE = new Set(['run.steps', 'run.out', 'run.logEvery', 'run.checkpointEvery', 'run.keepCheckpoints', 'run.previewEvery',
   'run.previewCount', 'run.previewSteps', 'run.previewCfg', 'run.nanRollback', 'run.device', 'data.onError',
-  'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch']);
+  'model.vae', 'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch']);
 
 function flatten(obj: Record<string, unknown>, prefix = ''): [string, unknown][] {
   return Object.entries(obj).flatMap(([k, v]) => {

@@ -4,6 +4,7 @@ import * as path from 'path';
 import { BatchSource } from '../data/batch-iterator';
 import { sha256File } from '../data/hash';
 import { ImageDataset } from '../data/image-dataset';
+import { isLatentCache, LatentCacheDataset, vaeWeightsFile } from '../data/latent-cache';
 import { splitIndices } from '../data/split';
 import { loadExtractor, FeatureExtractor } from '../eval/extractor';
 import { FeatureStats } from '../eval/feature-stats';
@@ -45,8 +46,10 @@ export interface RunInputs {
   model: DiT;
   target: BatchSource;
   classes: string[];
+  /** Set when the target is a latent cache (the model trains in the VAE's latent space). */
+  latentCache?: LatentCacheDataset | null;
   bank: BatchSource | null;
-  /** Whether horizontal flips make sense for these inputs (pixels yes, latents no). */
+  /** Whether horizontal flips apply (pixels: flip the image; a latent cache: take the stored flipped image's latents). */
   flipTarget: boolean;
   flipBank: boolean;
   /** sha256 of the pretrained weights file (null when pretraining). */
@@ -66,9 +69,12 @@ async function prepareEvaluator(c: TrainConfig, resolution: number, log: (msg: s
   return { extractor, refStats: r.stats, ref };
 }
 
-function pretrainConfig(c: TrainConfig, resolution: number, numClasses: number): DiTConfig {
+/** What the target data fixes about the model: its side and channels (images: 3; a latent cache: the VAE's). */
+interface DataShape { inputSize: number; inChannels: number }
+
+function pretrainConfig(c: TrainConfig, shape: DataShape, numClasses: number): DiTConfig {
   let base: DiTConfig;
-  const size = { inputSize: resolution, inChannels: 3, numClasses, learnSigma: c.model.learnSigma, classDropoutProb: c.model.classDropoutProb };
+  const size = { ...shape, numClasses, learnSigma: c.model.learnSigma, classDropoutProb: c.model.classDropoutProb };
   if (c.model.config) base = { ...readDiTConfig(c.model.config), ...size };
   else if (c.model.name && isDiTModelName(c.model.name)) base = ditConfig(c.model.name as DiTModelName, size);
   else throw new ConfigError('config', 'model.name', `unknown DiT '${c.model.name}' (known: ${Object.keys(DIT_MODELS).join(', ')})`);
@@ -83,11 +89,30 @@ function pretrainConfig(c: TrainConfig, resolution: number, numClasses: number):
   };
 }
 
+/**
+ * The architecture of the pretrained weights: model.config, else the named official model
+ * (model.name, e.g. 'DiT-XL/2' for DiT-XL-2-256x256.pt, which carries no config) sized by the
+ * data, else the config file beside the weights (undefined).
+ */
+function pretrainedConfig(c: TrainConfig, shape: DataShape): DiTConfig | undefined {
+  if (c.model.config) return readDiTConfig(c.model.config);
+  if (!c.model.name) return undefined;
+  if (!isDiTModelName(c.model.name)) throw new ConfigError('config', 'model.name', `unknown DiT '${c.model.name}' (known: ${Object.keys(DIT_MODELS).join(', ')})`);
+  return ditConfig(c.model.name, shape);
+}
+
 /** The pretrained model, with DiffFit's gammas (initialised to 1, so the function is unchanged) when asked for. */
-function loadPretrained(c: TrainConfig): DiT {
+function loadPretrained(c: TrainConfig, shape: DataShape): DiT {
   const file = c.model.ckpt!;
-  const config = c.model.config ? readDiTConfig(c.model.config) : undefined;
-  const { model } = loadDiT(file, { config, configFile: undefined });
+  const config = pretrainedConfig(c, shape);
+  let model: DiT;
+  try {
+    ({ model } = loadDiT(file, { config, configFile: undefined }));
+  } catch (e) {
+    if (!c.model.name || c.model.config) throw e;
+    throw new Error(`${(e as Error).message}\n(model.name '${c.model.name}' was sized by data.target: ${shape.inChannels} input channels, ` +
+      `${shape.inputSize}x${shape.inputSize}, 1000 classes; latent models need a latent cache from \`difftune datasets encode\` as data.target)`);
+  }
   if (c.peft.method !== 'difffit' || model.config.useGamma) return model;
   const withGammas = new DiT({ ...model.config, useGamma: true }, { initialize: false });
   const sd = model.stateDict();
@@ -96,28 +121,56 @@ function loadPretrained(c: TrainConfig): DiT {
   return withGammas;
 }
 
+/** A latent cache as the target: opened (shards checked by hash, and against model.vae when given). */
+function openLatentTarget(c: TrainConfig, log: (msg: string) => void): LatentCacheDataset {
+  const dir = c.data.target!;
+  const vaeSha256 = c.model.vae ? sha256File(vaeWeightsFile(c.model.vae)) : undefined;
+  const cache = LatentCacheDataset.open(dir, { vaeSha256 });
+  const m = cache.manifest;
+  if (c.data.resolution !== null && c.data.resolution !== m.resolution) {
+    throw new ConfigError('config', 'data.resolution', `is ${c.data.resolution} but the latent cache ${dir} was encoded at ${m.resolution}`);
+  }
+  if (c.eval.every > 0) {
+    throw new ConfigError('config', 'eval.every', 'in-loop FID is for pixel-space models; for a latent model set 0 and evaluate with `difftune sample --vae` and `difftune eval --vae`');
+  }
+  log(`target data: latent cache ${dir}: ${m.count} images at ${m.resolution}px in ${m.classes.length} classes, latents ${m.latentShape.join('x')}, ` +
+    `VAE ${m.vae.file}${vaeSha256 ? ' (hash matches model.vae)' : ''}`);
+  return cache;
+}
+
 export async function prepareInputs(c: TrainConfig, log: (msg: string) => void = console.log): Promise<RunInputs> {
   const targetDir = c.data.target!;
-  let model: DiT | null = c.method === 'pretrain' ? null : loadPretrained(c);
-  const resolution = c.data.resolution ?? model?.config.inputSize ?? 32;
-  if (model && model.config.inChannels !== 3) {
-    throw new ConfigError('config', 'data.target', `is an image folder but the model takes ${model.config.inChannels} input channels (latent models train on latent caches)`);
+  const warn = (m: string): void => log(`warning: ${m}`);
+  let latent = isLatentCache(targetDir) ? openLatentTarget(c, log) : null;
+  const shape: DataShape = latent
+    ? { inputSize: latent.latentShape[1], inChannels: latent.latentShape[0] }
+    : { inputSize: c.data.resolution ?? 32, inChannels: 3 };
+  let model: DiT | null = c.method === 'pretrain' ? null : loadPretrained(c, shape);
+  const resolution = latent ? shape.inputSize : c.data.resolution ?? model?.config.inputSize ?? 32;
+  if (model && model.config.inChannels !== shape.inChannels) {
+    throw new ConfigError('config', 'data.target', latent
+      ? `is a latent cache of ${shape.inChannels}-channel latents but the model takes ${model.config.inChannels} input channels`
+      : `is an image folder but the model takes ${model.config.inChannels} input channels: latent models train on latent caches ` +
+        `(difftune datasets encode --vae VAE --in ${targetDir} --out CACHE, then --data CACHE)`);
   }
   if (model && resolution !== model.config.inputSize) {
-    throw new ConfigError('config', 'data.resolution', `is ${resolution} but the model's input size is ${model.config.inputSize}`);
+    throw new ConfigError('config', latent ? 'data.target' : 'data.resolution', latent
+      ? `holds ${resolution}x${resolution} latents but the model's input size is ${model.config.inputSize}`
+      : `is ${resolution} but the model's input size is ${model.config.inputSize}`);
   }
-  const warn = (m: string): void => log(`warning: ${m}`);
-  let target = await ImageDataset.fromFolder(targetDir, { resolution, onError: c.data.onError, warn });
+  let target: ImageDataset | LatentCacheDataset = latent ?? await ImageDataset.fromFolder(targetDir, { resolution, onError: c.data.onError, warn });
   if (c.data.split === 'train') {
-    // The same seeded split that evaluation holds out (`--ref DIR:eval`).
+    // The same seeded split that evaluation holds out (`--ref DIR:eval`); a cache keeps its folder's item order.
     const part = target.subset(splitIndices(target.length, { evalFraction: DEFAULT_EVAL_FRACTION, seed: DEFAULT_SPLIT_SEED }).train);
-    target.dispose();
+    if (target instanceof ImageDataset) target.dispose();
     target = part;
+    if (latent) latent = part as LatentCacheDataset;
   }
-  log(`target data: ${target.length} images in ${target.classes.length} classes from ${targetDir}${c.data.split === 'train' ? ' (train split)' : ''}`);
+  if (!latent) log(`target data: ${target.length} images in ${target.classes.length} classes from ${targetDir}${c.data.split === 'train' ? ' (train split)' : ''}`);
+  else if (c.data.split === 'train') log(`  training on the train split: ${target.length} images`);
 
   if (!model) {
-    model = new DiT(pretrainConfig(c, resolution, target.classes.length));
+    model = new DiT(pretrainConfig(c, { ...shape, inputSize: resolution }, target.classes.length));
   } else {
     model = adaptLabelSpace(model, target.classes.length, c.labels.mode);
   }
@@ -147,7 +200,7 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
     trainLabelTable: c.labels.mode === 'fresh',
   });
   const evaluator = await prepareEvaluator(c, resolution, log);
-  return { model, target, classes: target.classes, bank, flipTarget: c.data.flip, flipBank, pretrainedSha256, evaluator };
+  return { model, target, classes: target.classes, latentCache: latent, bank, flipTarget: c.data.flip, flipBank, pretrainedSha256, evaluator };
 }
 
 /** The learning rate a run uses: the config's, else the PEFT method's default, else 1e-4. */
