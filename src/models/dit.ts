@@ -6,6 +6,7 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { cfgModel } from '../diffusion/cfg';
+import { CheckpointedChain } from './checkpointing';
 
 const { nn, F } = torch;
 
@@ -200,7 +201,12 @@ export class TimestepEmbedder extends nn.Module {
   }
 
   forward(t: Tensor): Tensor {
-    return torch.scope(() => this.mlp.forward(TimestepEmbedder.timestepEmbedding(t, this.frequencyEmbeddingSize)));
+    return torch.scope(() => {
+      const freq = TimestepEmbedder.timestepEmbedding(t, this.frequencyEmbeddingSize);
+      // A float64 model (exact gradient tests) takes the float32 table in its own dtype; float32 is unchanged.
+      const dtype = (this.mlp.at(0) as torch.nn.Linear).weight.dtype;
+      return this.mlp.forward(dtype === 'float64' ? freq.to({ dtype }) : freq);
+    });
   }
 }
 
@@ -423,6 +429,14 @@ export class DiT extends nn.Module {
   readonly pos_embed: Tensor;
   readonly blocks: torch.nn.ModuleList<DiTBlock>;
   readonly final_layer: FinalLayer;
+  /**
+   * Gradient checkpointing of the blocks in training forwards (training mode, grad enabled): they
+   * keep only their inputs and are recomputed in backwardCheckpointed(), which must follow every
+   * loss.backward(). Costs one more forward of the blocks; gradients are unchanged.
+   */
+  gradCheckpointing = false;
+  /** Checkpointed forwards whose second phase is still due. */
+  private pendingChains: CheckpointedChain[] = [];
 
   constructor(config: Partial<DiTConfig> = {}, o: DiTOptions = {}) {
     super();
@@ -500,11 +514,17 @@ export class DiT extends nn.Module {
    * Returns [N, outChannels, H, W] (eps, then the variance logits when learnSigma).
    */
   forward(x: Tensor, t: Tensor, y: Tensor, o: ForwardOptions = {}): Tensor {
+    this.checkCheckpointedBackwardDone();
     return torch.scope(() => {
       let h = this.x_embedder.forward(x).add(this.pos_embed); // [N, T, D]
       const te = this.t_embedder.forward(t); // [N, D]
-      const ye = this.y_embedder.forward(y, this.training, o.forceDropIds); // [N, D]
+      const ye = this.y_embedder.forward(y, this.training, o.forceDropIds); // [N, D] (label dropout drawn once, here)
       const c = te.add(ye);
+      if (this.gradCheckpointing && this.training && torch.isGradEnabled()) {
+        const chain = new CheckpointedChain([...this.blocks], h, c);
+        this.pendingChains.push(chain);
+        return this.unpatchify(this.final_layer.forward(chain.output, chain.cond));
+      }
       for (const block of this.blocks) {
         const next = block.forward(h, c);
         h.dispose();
@@ -524,6 +544,29 @@ export class DiT extends nn.Module {
   forwardWithCfg(x: Tensor, t: Tensor, y: Tensor, cfgScale: number, o: CfgOptions = {}): Tensor {
     const g = o.guideChannels === undefined ? 3 : o.guideChannels === 'all' ? this.inChannels : o.guideChannels;
     return cfgModel((xx, tt, yy) => this.forward(xx, tt, yy), { guideChannels: g })(x, t, { y, cfgScale });
+  }
+
+  /**
+   * The second phase of gradient checkpointing, after loss.backward(): recomputes the blocks of
+   * every checkpointed forward since the last call, backpropagates through them and then through
+   * the embedders, and frees what those forwards kept. Does nothing when none is pending.
+   */
+  backwardCheckpointed(): void {
+    const chains = this.pendingChains;
+    this.pendingChains = [];
+    try {
+      for (const chain of chains.reverse()) chain.backward();
+    } finally {
+      for (const chain of chains) chain.dispose();
+    }
+  }
+
+  /** A forward after a backward whose second phase never ran would leave the blocks without gradients. */
+  private checkCheckpointedBackwardDone(): void {
+    if (this.pendingChains.some((chain) => chain.hasGradient())) {
+      throw new Error('DiT: gradient checkpointing is on and loss.backward() ran, but model.backwardCheckpointed() was not ' +
+        'called after it: the blocks and embedders have no gradients yet (call it after every backward, before the next forward)');
+    }
   }
 
 }

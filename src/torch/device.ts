@@ -1,5 +1,5 @@
 // Devices, threads, math modes and mixed precision.
-import { DType, dtypeCode } from './dtype';
+import { DType, dtypeCode, dtypeName } from './dtype';
 import { native } from './native';
 
 export const cuda = {
@@ -56,4 +56,12 @@ export function autocast<T>(fn: () => T, o: { deviceType?: 'cuda' | 'cpu'; dtype
     native.autocastExit();
     native.setAutocast(device, wasEnabled, previousDtype);
   }
+}
+
+/** The autocast mode now in force for a device type, to re-enter it later (as checkpointed recomputation must). */
+export function autocastState(deviceType: 'cuda' | 'cpu'): { enabled: boolean; dtype: DType } {
+  // The addon reports the mode only when setting it: set any value, then put the old one back.
+  const [enabled, code] = native.setAutocast(deviceType, false, dtypeCode('bfloat16'));
+  native.setAutocast(deviceType, enabled, code);
+  return { enabled, dtype: dtypeName(code) };
 }

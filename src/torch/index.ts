@@ -9,7 +9,7 @@ export * from './functions';
 export { manualSeed, Generator } from './random';
 export { noGrad, enableGrad, isGradEnabled, backward, grad } from './autograd';
 export * from './gradcheck';
-export { cuda, setNumThreads, setBlasThreads, getNumThreads, setFloat32MatmulPrecision, setCudnn, buildInfo, autocast } from './device';
+export { cuda, setNumThreads, setBlasThreads, getNumThreads, setFloat32MatmulPrecision, setCudnn, buildInfo, autocast, autocastState } from './device';
 export * as F from './functional';
 export * as nn from './nn';
 export * as optim from './optim';

@@ -48,8 +48,9 @@ export function ditParameterCount(c: DiTConfig): { total: number; posEmbed: numb
  * Floats autograd keeps per token per block: the two modulated norms (2h), qkv (3h), attention
  * output before and after proj (2h), the two gated residual branches (2h), the MLP input, hidden
  * pre- and post-GELU (h + 2·ratio·h) and the block output (h); attention probabilities add
- * heads·N per token when attention is not fused. With gradient checkpointing only each block's
- * input (h per token) is kept, plus one block's full set while it is recomputed in backward.
+ * heads·N per token when attention is not fused. With gradient checkpointing (DiT.gradCheckpointing)
+ * only each block's input (h per token) is kept, plus, while a block is recomputed in backward,
+ * that block's full set and the gradients of its output and input (2h).
  */
 export function activationFloatsPerSample(model: DiT | DiTConfig, fusedAttention: boolean, checkpointing = false): number {
   const c = model instanceof DiT ? model.config : model;
@@ -60,7 +61,7 @@ export function activationFloatsPerSample(model: DiT | DiTConfig, fusedAttention
   // The patch embedding, final layer and the diffusion loss work on the image: a few image-sized tensors.
   const image = 8 * c.inChannels * c.inputSize * c.inputSize;
   const oneBlock = tokens * (perToken + attention);
-  return (checkpointing ? c.depth * tokens * h + oneBlock : c.depth * oneBlock) + image;
+  return (checkpointing ? c.depth * tokens * h + oneBlock + 2 * tokens * h : c.depth * oneBlock) + image;
 }
 
 export interface PlanOptions {
@@ -105,6 +106,7 @@ export function estimateMemory(model: DiT, c: TrainConfig, capacity?: number | n
   }
   const plan = planMemory(model.config, {
     batchSize: c.optim.batchSize, precision: c.run.precision, device: c.run.device, trainable, capacity,
+    checkpointing: c.model.gradCheckpointing,
   });
   // PEFT adapters add parameters the config does not count: take the model's own numbers.
   const weights = all * 4;

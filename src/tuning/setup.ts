@@ -199,6 +199,7 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
     adapterScale: c.peft.adapterScale,
     trainLabelTable: c.labels.mode === 'fresh',
   });
+  model.gradCheckpointing = c.model.gradCheckpointing;
   const evaluator = await prepareEvaluator(c, resolution, log);
   return { model, target, classes: target.classes, latentCache: latent, bank, flipTarget: c.data.flip, flipBank, pretrainedSha256, evaluator };
 }
