@@ -31,3 +31,25 @@ export class Args {
     return v as T;
   }
 }
+
+/** A shell-safe rendering of one argument (for the exact command a report quotes). */
+export function shellQuote(a: string): string {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * A runner's settings from its argv, or null after printing its usage for --help; a bad flag
+ * prints the message and the usage and exits with status 2.
+ */
+export function settingsOrExit<S>(name: string, usage: string, argv: string[], parse: (argv: string[]) => S): S | null {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(usage);
+    return null;
+  }
+  try {
+    return parse(argv);
+  } catch (e) {
+    console.error(`${name}: ${(e as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+}

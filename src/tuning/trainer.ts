@@ -22,7 +22,7 @@ import { Ema } from './ema';
 import { exportFinetuned } from './export';
 import { buildObjective, combineLosses, drawTimesteps, Objective, splitBatch } from './objective';
 import { inLoopEval } from '../eval/in-loop';
-import { Previewer, sampleWithSeed } from './previews';
+import { ImageSink, Previewer, sampleWithSeed } from './previews';
 import { learningRate, RunInputs } from './setup';
 import { TrainLog } from './train-log';
 
@@ -37,12 +37,32 @@ export interface World {
 export interface TrainerHooks {
   /** Called before each optimizer step (tests inject faults here). */
   beforeStep?(step: number, trainer: Trainer): void;
+  /** Called after each applied step, after its logs, previews and evaluation, before its checkpoint (in-loop metrics). */
+  afterStep?(step: number, trainer: Trainer): void;
   /** Called after a checkpoint is complete on disk. */
   afterCheckpoint?(step: number, file: string): void;
 }
 
+/**
+ * A model with an input besides (x, t, y), trained by the same loop: ControlNet's condition image.
+ * Its batch sources pack that input after the image channels of x, so data order and flips treat
+ * both alike; the plugin splits it off before the image is noised and hands it to the model.
+ */
+export interface ModelPlugin {
+  /** x as the sources return it -> the image to diffuse and the extra input (same batch order). */
+  split(x: Tensor): { x: Tensor; extra: Tensor };
+  /** The model's output for the noised image with the extra input. */
+  forward(xt: Tensor, t: Tensor, y: Tensor, extra: Tensor): Tensor;
+  /** Preview images in place of the class-label grids (called with the EMA weights in the model, in eval mode). */
+  preview?(step: number, sink: ImageSink): void;
+  /** Writes the final model file (called with the EMA weights in the model) and returns its path. */
+  exportModel?(): string;
+}
+
 export interface TrainerOptions {
   hooks?: TrainerHooks;
+  /** A model with an extra input (see ModelPlugin); absent for class-conditional DiT training. */
+  plugin?: ModelPlugin;
   world?: World;
   /** Continue from the newest checkpoint in run.out/checkpoints when there is one. */
   resume?: boolean;
@@ -76,6 +96,7 @@ export class Trainer {
   private readonly nullLabel: number;
   private readonly world: World;
   private readonly hooks: TrainerHooks;
+  private readonly plugin: ModelPlugin | null;
   private readonly logMsg: (msg: string) => void;
   private readonly trainLog: TrainLog;
   private readonly previewer: Previewer | null;
@@ -87,6 +108,7 @@ export class Trainer {
     const c = config;
     this.world = o.world ?? { rank: 0, size: 1 };
     this.hooks = o.hooks ?? {};
+    this.plugin = o.plugin ?? null;
     this.logMsg = o.log ?? ((m) => console.log(m));
     this.device = c.run.device as Device;
     this.hash = configHash(c);
@@ -117,7 +139,7 @@ export class Trainer {
     this.trainLog = new TrainLog(c.run.out, {
       enabled: writer, total: c.run.steps, numTimesteps: this.objective.numTimesteps, progress: o.progress,
     });
-    this.previewer = writer && c.run.previewEvery > 0 && [1, 3].includes(this.model.config.inChannels)
+    this.previewer = writer && !this.plugin?.preview && c.run.previewEvery > 0 && [1, 3].includes(this.model.config.inChannels)
       ? new Previewer(c.run.out, { count: c.run.previewCount, numClasses: inputs.classes.length, nullLabel: this.nullLabel, steps: c.run.previewSteps, cfg: c.run.previewCfg, seed: c.run.seed })
       : null;
     // A fresh run starts its random streams from the seed (a resumed one from the checkpoint's).
@@ -134,17 +156,21 @@ export class Trainer {
       const rb = this.bankIt ? this.bankIt.next() : null;
       const dt = drawTimesteps(this.objective, this.objective.targetLaw, nt);
       const dr = rb ? drawTimesteps(this.objective, this.objective.replayLaw!, nr) : null;
-      const x = (rb ? torch.cat([tb.x, rb.x], 0) : tb.x).to({ device: this.device });
+      let x = (rb ? torch.cat([tb.x, rb.x], 0) : tb.x).to({ device: this.device });
+      let extra: Tensor | null = null;
+      if (this.plugin) ({ x, extra } = this.plugin.split(x));
       // Replay samples train the unconditional branch: their labels become the null label.
       const y = (rb ? torch.cat([tb.y, torch.full([nr], this.nullLabel, { dtype: 'int64' })], 0) : tb.y).to({ device: this.device });
       const t = (dr ? torch.cat([dt.t, dr.t], 0) : dt.t).to({ device: this.device });
       const w = dt.weights ? (dr ? torch.cat([dt.weights, dr.weights!], 0) : dt.weights).to({ device: this.device }) : null;
-      const forward = (xt: Tensor, tt: Tensor, k: { y: Tensor }): Tensor => this.model.forward(xt, tt, k.y);
+      const forward = (xt: Tensor, tt: Tensor, k: { y: Tensor }): Tensor =>
+        (this.plugin ? this.plugin.forward(xt, tt, k.y, extra!) : this.model.forward(xt, tt, k.y));
       const terms = this.config.run.precision === 'bf16'
         ? torch.autocast(() => this.diffusion.trainingLosses(forward, x, t, { modelKwargs: { y } }), { deviceType: 'cuda', dtype: 'bfloat16' })
         : this.diffusion.trainingLosses(forward, x, t, { modelKwargs: { y } });
       const combined = combineLosses(this.objective, terms, t, w, nt);
       combined.loss.div(scale).backward();
+      this.model.backwardCheckpointed(); // second phase of model.gradCheckpointing; nothing to do when it is off
       return {
         loss: combined.loss.item(),
         target: combined.targetMean.item(),
@@ -272,8 +298,18 @@ export class Trainer {
 
   /** Sample previews from the EMA weights (the pretrained model at step 0). */
   private preview(): void {
+    if (this.plugin?.preview) {
+      if (this.world.rank !== 0 || this.config.run.previewEvery === 0) return;
+      this.ema.swapInto(this.model, () => this.plugin!.preview!(this.step, this.trainLog));
+      return;
+    }
     if (!this.previewer) return;
     this.ema.swapInto(this.model, () => this.previewer!.render(this.model, this.step, this.trainLog));
+  }
+
+  /** An extra record (an in-loop metric of a hook or plugin) in the run's log.jsonl and TensorBoard. */
+  logMetric(step: number, values: Record<string, number>): void {
+    if (this.world.rank === 0) this.trainLog.metric(step, values);
   }
 
   /** FID of the EMA model's samples against the reference statistics, logged at this step. */
@@ -319,6 +355,10 @@ export class Trainer {
       this.evaluate();
       this.model.train();
     }
+    if (this.hooks.afterStep) {
+      this.hooks.afterStep(this.step, this);
+      this.model.train();
+    }
     if (this.step % c.run.checkpointEvery === 0 || this.step === c.run.steps) this.saveCheckpoint();
     return r;
   }
@@ -343,6 +383,7 @@ export class Trainer {
 
   /** The EMA weights as a plain model file (LoRA merged) that `difftune sample` loads. */
   private exportModel(): string {
+    if (this.plugin?.exportModel) return this.ema.swapInto(this.model, () => this.plugin!.exportModel!());
     return exportFinetuned(this.config, this.model, this.ema);
   }
 
