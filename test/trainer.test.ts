@@ -3,8 +3,6 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { createDiffusion } from '../src/diffusion/create';
-import { DiT } from '../src/models/dit';
 import { loadDiT } from '../src/models/dit-io';
 import { readJsonl } from '../src/report/jsonl';
 import { readEventFile } from '../src/report/tensorboard';
@@ -15,6 +13,7 @@ import { TrainConfig } from '../src/tuning/config';
 import { prepareInputs } from '../src/tuning/setup';
 import { Trainer } from '../src/tuning/trainer';
 import { fixtureConfig, tempDir, trainFixture } from './helpers/train-fixture';
+import { probeLoss } from './helpers/probe-loss';
 
 const CHILD = path.join(__dirname, 'helpers', 'train-child.js');
 
@@ -22,22 +21,6 @@ async function makeTrainer(c: TrainConfig, o: { resume?: boolean } = {}): Promis
   torch.manualSeed(c.run.seed);
   const inputs = await prepareInputs(c, () => {});
   return new Trainer(c, inputs, { log: () => {}, progress: false, resume: o.resume });
-}
-
-/** Mean training loss of a model on fixed target images, timesteps spread over the chain, and fixed noise. */
-function probeLoss(model: DiT, images: Tensor, labels: Tensor): number {
-  const diffusion = createDiffusion({ timestepRespacing: '' });
-  const g = new torch.Generator('cpu', 1234);
-  return torch.noGrad(() => torch.scope(() => {
-    const n = images.shape[0];
-    const t = torch.tensor(Array.from({ length: n }, (_, i) => Math.floor(((i + 0.5) / n) * 1000)), { dtype: 'int64' });
-    const noise = torch.randn(images.shape, { generator: g });
-    const wasTraining = model.training;
-    model.eval();
-    const terms = diffusion.trainingLosses((x, tt, k: { y: Tensor }) => model.forward(x, tt, k.y), images, t, { noise, modelKwargs: { y: labels } });
-    model.train(wasTraining);
-    return terms.mse!.mean().item();
-  }));
 }
 
 function stateEqual(a: Map<string, Tensor>, b: Map<string, Tensor>, what: string): void {

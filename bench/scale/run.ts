@@ -37,7 +37,7 @@ export function parseScaleArgs(argv: string[]): Options {
   let models: string[] | undefined;
   let precisions: Precision[] | undefined;
   const o: Options = {
-    device: 'cuda', models: [], precisions: [], steps: 0, minSeconds: 10, python: process.env.PYTHON ?? 'python3', timeoutS: 600,
+    device: 'cuda', models: [], precisions: [], steps: 0, minSeconds: 10, python: process.env.PYTHON ?? '', timeoutS: 600,
   };
   const a = new Args(argv, usage);
   for (let k = a.flag(); k !== undefined; k = a.flag()) {
@@ -59,6 +59,8 @@ export function parseScaleArgs(argv: string[]): Options {
   o.precisions = precisions ?? (o.device === 'cuda' ? ['tf32', 'bf16'] : ['fp32']);
   for (const p of o.precisions) if (!PRECISIONS.includes(p)) usage(`unknown precision '${p}' (${PRECISIONS.join(', ')})`);
   if (o.device === 'cpu' && o.precisions.some((p) => p !== 'fp32')) usage('--precision applies to --device cuda only');
+  // The CPU peer is Debian's python3-torch; on a CUDA machine, the python3 whose torch has CUDA.
+  o.python ||= o.device === 'cpu' ? '/usr/bin/python3' : 'python3';
   return o;
 }
 
