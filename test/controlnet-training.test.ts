@@ -160,6 +160,15 @@ test('a config file holds trainer fields and a controlnet section; errors name t
   assert.throws(() => resolveControlNetConfig({ file: path.join(dir, 'none.json') }), /none\.json: not readable JSON/);
 });
 
+test('--resume with an unreadable controlnet.json names the file', async () => {
+  const out = tempDir('cn-bad-settings');
+  const file = path.join(out, 'controlnet.json');
+  fs.writeFileSync(file, '{"condition": "gray');
+  const { train, controlnet } = config({ ckpt: path.join(out, 'none.safetensors'), target: out, bank: out }, out, {}, {});
+  await assert.rejects(trainControlNet(train, controlnet, { resume: true, log: () => undefined }),
+    (e: Error) => e.message.startsWith(`${file}: not readable JSON`));
+});
+
 test('a diff-tuning ControlNet run stopped and resumed equals the uninterrupted run bit for bit', async () => {
   const f = await trainFixture();
   const run = async (out: string, steps: number, resume: boolean): Promise<Map<string, Tensor>> => {

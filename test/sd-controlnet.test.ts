@@ -254,3 +254,13 @@ test('loadControlNet: ControlNet 1.1 (bare ldm names) and 1.0 (control_model.* i
   torch.saveSafetensors(extra, bare);
   assert.throws(() => loadControlNet(extra, { config }), /unexpected keys \(1\): input_hint_block\.16\.weight/);
 });
+
+test('a ControlNet on CUDA takes a condition image on the CPU (as generate passes it)', { skip: skip || (!torch.cuda.isAvailable() && 'needs CUDA') }, () => {
+  const cn = fixtureControlNet().to('cuda');
+  const x = refInputs('float32');
+  torch.scope(() => {
+    const emb = cn.embedCondition(x.cond);
+    assert.ok(emb.device.startsWith('cuda'), `embedding on ${emb.device}`);
+    assertClose(emb.to({ device: 'cpu' }), refTensor(REF, 'controlnet.controlnet_cond_embedding'), 1e-5, 'cuda controlnet.controlnet_cond_embedding');
+  });
+});

@@ -122,6 +122,22 @@ test('DDPM add_noise and step (fixed_small, generator seed 30) match diffusers',
   });
 });
 
+test('DDPM and DDIM (eta 1) steps on CUDA with a CPU generator draw the CPU noise, as diffusers does', { skip: skip || (!torch.cuda.isAvailable() && 'needs CUDA') }, () => {
+  const ddpm = DdpmScheduler.fromConfig(SD15_SCHEDULER_JSON);
+  const ddim = DdimScheduler.fromConfig(SD15_SCHEDULER_JSON);
+  ddpm.setTimesteps(50);
+  ddim.setTimesteps(50);
+  torch.scope(() => {
+    const out = fx('sched.model_output.0').to({ device: 'cuda' });
+    const sample = fx('sched.sample').to({ device: 'cuda' });
+    const o = ddpm.step(out, 981, sample, { generator: new torch.Generator('cpu', 30) });
+    close(o.prevSample.to({ device: 'cpu' }), 'ddpm.step.prev_sample', 1e-5);
+    const a = ddim.step(out, 981, sample, { eta: 1, generator: new torch.Generator('cpu', 7) });
+    const b = ddim.step(out, 981, sample, { eta: 1, varianceNoise: torch.randn(out.shape, { generator: new torch.Generator('cpu', 7) }).to({ device: 'cuda' }) });
+    assert.ok(a.prevSample.equal(b.prevSample));
+  });
+});
+
 test('timestep spacings: hand-computed leading, trailing and linspace (numpy round half to even)', () => {
   assert.deepEqual(spacedTimesteps(1000, 4, 'leading', 1), [1, 251, 501, 751]);
   assert.deepEqual(spacedTimesteps(1000, 3, 'trailing', 1), [332, 666, 999]);

@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { hashSeed, seededPermutation } from '../data/batch-iterator';
+import { readJsonObject } from '../models/json-file';
 import { readJsonl } from '../report/jsonl';
 import * as torch from '../torch';
 import { TrainConfig } from './config';
@@ -37,7 +38,7 @@ const HELD_OUT_STREAM = 21;
 /** Refuses to continue a run folder made with other ControlNet settings (the trainer checks its own config). */
 function checkSettingsFile(file: string, cn: ControlNetSettings, resume: boolean): void {
   if (!resume || !fs.existsSync(file)) return;
-  const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const saved = readJsonObject(file);
   const diff = CONTROLNET_IDENTITY.filter((k) => JSON.stringify(saved[k] ?? null) !== JSON.stringify(cn[k]))
     .map((k) => `controlnet.${k}: ${JSON.stringify(saved[k])} -> ${JSON.stringify(cn[k])}`);
   if (diff.length) throw new Error(`${file}: the run was made with other ControlNet settings (${diff.join('; ')}); start a new run folder`);

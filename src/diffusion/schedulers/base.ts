@@ -16,6 +16,15 @@ export function sqrt32(x: number): number {
   return f32(Math.sqrt(x));
 }
 
+/**
+ * Standard normal noise shaped and typed like `like`, on its device. Drawn on the generator's own
+ * device (diffusers' randn_tensor): a CPU generator cannot draw on CUDA.
+ */
+export function randnLikeFrom(like: Tensor, generator?: torch.Generator): Tensor {
+  const device = generator?.device ?? like.device;
+  return torch.scope(() => torch.randn(like.shape, { generator, dtype: like.dtype, device }).to({ device: like.device }));
+}
+
 const cumprodOp = aten('cumprod');
 
 /** betas, alphas = 1 - betas and alphas_cumprod = cumprod(alphas) as diffusers builds them (float32 tensors). */

@@ -2,7 +2,7 @@
 // (eta = 0) or stochastic update from x_t to x_{t - T/n} through the predicted x0.
 import * as torch from '../../torch';
 import { Generator, Tensor } from '../../torch';
-import { f32, Scheduler, sqrt32 } from './base';
+import { f32, randnLikeFrom, Scheduler, sqrt32 } from './base';
 import { SchedulerConfig, schedulerConfig, schedulerConfigFromJson } from './config';
 
 export interface DdimStepOptions {
@@ -62,7 +62,7 @@ export class DdimScheduler extends Scheduler {
       const direction = eps.mul(sqrt32(f32(f32(1 - aPrev) - f32(std * std))));
       let prevSample = x0.mul(sqrt32(aPrev)).add(direction);
       if (eta > 0) {
-        const noise = o.varianceNoise ?? torch.randn(modelOutput.shape, { generator: o.generator, dtype: modelOutput.dtype, device: modelOutput.device });
+        const noise = o.varianceNoise ?? randnLikeFrom(modelOutput, o.generator);
         prevSample = prevSample.add(noise.mul(std));
       }
       return { prevSample, predOriginalSample: x0 === modelOutput ? x0.clone() : x0 };

@@ -2,7 +2,7 @@
 // sampling from the posterior q(x_{t-1} | x_t, x0) with x0 predicted by the model.
 import * as torch from '../../torch';
 import { Generator, Tensor } from '../../torch';
-import { f32, Scheduler, sqrt32 } from './base';
+import { f32, randnLikeFrom, Scheduler, sqrt32 } from './base';
 import { SchedulerConfig, schedulerConfig, schedulerConfigFromJson } from './config';
 
 export interface DdpmStepOptions {
@@ -64,7 +64,7 @@ export class DdpmScheduler extends Scheduler {
       const sampleCoeff = f32(f32(sqrt32(currentAlpha) * betaProdPrev) / betaProd);
       let prevSample = x0.mul(x0Coeff).add(sample.mul(sampleCoeff));
       if (t > 0) {
-        const noise = o.varianceNoise ?? torch.randn(modelOutput.shape, { generator: o.generator, dtype: modelOutput.dtype, device: modelOutput.device });
+        const noise = o.varianceNoise ?? randnLikeFrom(modelOutput, o.generator);
         const v = this.variance(t);
         // fixed_small_log's value is already a standard deviation; the others are variances.
         const scale = this.config.varianceType === 'fixed_small_log' ? v : sqrt32(v);

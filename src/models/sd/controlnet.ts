@@ -132,7 +132,9 @@ export class ControlNetModel extends nn.Module {
   /** The condition image [B, conditioningChannels, 8H, 8W] (RGB in [0, 1] for SD1.5 ControlNets) -> [B, C0, H, W]. */
   embedCondition(condition: Tensor): Tensor {
     return torch.scope(() => {
-      let cond = condition.dtype === this.dtype ? condition : condition.to(this.dtype);
+      // The caller's image may be on the CPU (diffusers' prepare_image moves it to the model's device too).
+      const device = this.conv_in.weight.device;
+      let cond = condition.dtype === this.dtype && condition.device === device ? condition : condition.to({ dtype: this.dtype, device });
       if (this.config.controlnetConditioningChannelOrder === 'bgr') cond = cond.flip([1]);
       return this.controlnet_cond_embedding.forward(cond);
     });
