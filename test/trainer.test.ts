@@ -14,6 +14,8 @@ import { prepareInputs } from '../src/tuning/setup';
 import { Trainer } from '../src/tuning/trainer';
 import { fixtureConfig, tempDir, trainFixture } from './helpers/train-fixture';
 import { probeLoss } from './helpers/probe-loss';
+import { DiT } from '../src/models/dit';
+import { saveDiT } from '../src/models/dit-io';
 
 const CHILD = path.join(__dirname, 'helpers', 'train-child.js');
 
@@ -284,4 +286,16 @@ test('a training loop does not grow the number of live tensors', async () => {
   for (let i = 0; i < 30; i++) trainer.trainStep();
   assert.equal(torch.liveTensorCount(), live);
   trainer.dispose();
+});
+
+test('a replaying method on a model without a null label row is refused, naming the model and the field', async () => {
+  const f = await trainFixture();
+  const dir = tempDir('no-null');
+  const ckpt = path.join(dir, 'no-null.safetensors');
+  saveDiT(ckpt, new DiT({ inputSize: 8, patchSize: 2, inChannels: 3, hiddenSize: 32, depth: 1, numHeads: 2, numClasses: 4, classDropoutProb: 0 }));
+  const c = fixtureConfig(f, path.join(dir, 'run'), { model: { ckpt } });
+  await assert.rejects(prepareInputs(c, () => {}), (e: Error) => /null label/.test(e.message) && e.message.includes(ckpt) && /class_dropout_prob 0/.test(e.message));
+  // full fine-tuning needs no null row
+  const inputs = await prepareInputs(fixtureConfig(f, path.join(dir, 'full'), { method: 'full', model: { ckpt }, data: { bank: null } }), () => {});
+  assert.equal(inputs.bank, null);
 });

@@ -179,6 +179,11 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
   let flipBank = c.data.flip;
   const pretrainedSha256 = c.model.ckpt ? sha256File(c.model.ckpt) : null;
   if (usesBank(c.method)) {
+    // Replay trains the unconditional branch through the null label row, which only exists when
+    // the model was built with label dropout.
+    if (!(model.config.classDropoutProb > 0)) {
+      throw new Error(`method '${c.method}' replays the bank with the null label, but the model (${c.model.ckpt ?? c.model.name}) has no null label row (class_dropout_prob 0); use a model trained with label dropout or method 'full'`);
+    }
     const dir = c.data.bank!;
     const manifest = verifyBank(dir, { modelSha256: pretrainedSha256 ?? undefined });
     if (manifest.storage === 'png') {

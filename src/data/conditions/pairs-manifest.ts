@@ -1,8 +1,8 @@
 // manifest.json of a condition-pair folder (OUT/images/<class>/<name>.png beside
 // OUT/conditions/<class>/<name>.png): what was extracted, how, from where, and content hashes.
-import * as fs from 'fs';
 import * as path from 'path';
 import { CONDITION_KINDS, ConditionKind, conditionChannels, isConditionKind, ResolvedConditionOptions } from './index';
+import { readJsonObject } from '../../models/json-file';
 
 export const PAIRS_MANIFEST = 'manifest.json';
 export const PAIRS_FORMAT = 'difftune-condition-pairs/1';
@@ -36,9 +36,9 @@ export function readPairsManifest(dir: string): ConditionPairsManifest {
   const file = path.join(dir, PAIRS_MANIFEST);
   let m: ConditionPairsManifest;
   try {
-    m = JSON.parse(fs.readFileSync(file, 'utf8')) as ConditionPairsManifest;
+    m = readJsonObject(file) as unknown as ConditionPairsManifest;
   } catch (e) {
-    throw new Error(`${file}: cannot read a condition-pair manifest (${(e as Error).message}); build one with 'difftune datasets condition'`);
+    throw new Error(`cannot read a condition-pair manifest: ${(e as Error).message}; build one with 'difftune datasets condition'`);
   }
   const bad = (field: string, want: string) => new Error(`${file}: field "${field}" must be ${want}, got ${JSON.stringify((m as unknown as Record<string, unknown>)[field])}`);
   if (m.format !== PAIRS_FORMAT) throw bad('format', `"${PAIRS_FORMAT}"`);
