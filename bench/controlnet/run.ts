@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const planned = planRuns(s);
   const logFile = path.join(s.out, 'controlnet-runs.jsonl');
   const done = new Map(readRecords(logFile).map((r) => [r.key, r]));
-  const pending = planned.filter((r) => !done.has(runKey(r, experiment)));
+  const pending = s.reportOnly ? [] : planned.filter((r) => !done.has(runKey(r, experiment)));
   const cuda = s.device.startsWith('cuda');
   // Rough per-step costs of the shipped source (hidden 192, depth 6) at batch 32: measured orders of magnitude, not promises.
   const estimate = estimateSeconds(pending.length, s, {

@@ -55,6 +55,8 @@ export interface BenchSettings extends BudgetNumbers {
   cfg: number;
   thresholdFraction: number;
   dryRun: boolean;
+  /** Write the tables from the runs already in the log (missing ones listed), run nothing. */
+  reportOnly: boolean;
 }
 
 export const USAGE = `usage: npm run bench:controlnet -- [flags]
@@ -70,7 +72,8 @@ export const USAGE = `usage: npm run bench:controlnet -- [flags]
   --steps N --seeds K --batch B --lr X --blocks N
   --eval-every N --eval-samples N --eval-steps N --threshold-fraction F
   --bank-size N --bank-steps N --cfg S
-  --dry-run                 print the plan and an estimate, and stop`;
+  --dry-run                 print the plan and an estimate, and stop
+  --report-only             write controlnet.json/.md from the finished runs in the log (missing runs listed); run nothing`;
 
 /** The flags that take a positive integer, and their fields. */
 const INTEGER_FLAGS: Record<string, 'steps' | 'seeds' | 'batch' | 'blocks' | 'evalEvery' | 'evalSamples' | 'evalSteps' | 'bankSize' | 'bankSteps'> = {
@@ -111,6 +114,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
       case '--threshold-fraction': given.thresholdFraction = positive(args.value(), '--threshold-fraction', 1); break;
       case '--cfg': given.cfg = Number(args.value()); break;
       case '--dry-run': given.dryRun = true; break;
+      case '--report-only': given.reportOnly = true; break;
       default: {
         const field = INTEGER_FLAGS[f];
         if (!field) fail(`unknown flag '${f}'`);
@@ -136,6 +140,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
     cfg: 1.5,
     thresholdFraction: 0.5,
     dryRun: false,
+    reportOnly: false,
     ...given,
     device,
   };

@@ -142,7 +142,7 @@ async function main(): Promise<void> {
   };
   let forgetting: ForgettingSummary | null = savedForgettingCurve(frRequest);
   const retrainForgetting = s.parts.includes('forgetting') && !forgetting && !fs.existsSync(frModel);
-  const pending = planned.filter((r) => !done.has(keyOf(r)) || (retrainForgetting && r.id === frRequest.runId));
+  const pending = s.reportOnly ? [] : planned.filter((r) => !done.has(keyOf(r)) || (retrainForgetting && r.id === frRequest.runId));
   const fineTunes = pending.filter((r) => r.method !== 'pretrained');
   log(`bench:transfer (${s.budget} budget, ${device}): ${planned.length} runs planned for ${s.parts.join(', ')}; ` +
     `${planned.length - pending.length} already in ${logFile}, ${pending.length} to run ` +
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
       `${left && mean ? `; about ${formatSeconds(left * mean)} left` : ''}`);
   }
 
-  if (s.parts.includes('forgetting') && !forgetting) {
+  if (s.parts.includes('forgetting') && !forgetting && !s.reportOnly) {
     log(`forgetting curve: ${frRequest.runId}, ${s.forgettingSamples} samples at ${s.forgettingSplits.length} switch points`);
     forgetting = await forgettingCurve(frRequest);
   }

@@ -80,6 +80,8 @@ export interface BenchSettings extends BudgetNumbers {
   keepModels: boolean;
   /** Print the plan (runs, steps, samples) and stop. */
   dryRun: boolean;
+  /** Write the tables from the runs already in the log, run nothing. */
+  reportOnly: boolean;
 }
 
 export const USAGE = `usage: npm run bench:transfer -- [flags]
@@ -99,7 +101,8 @@ export const USAGE = `usage: npm run bench:transfer -- [flags]
   --tau-values 0,0.5,1,1.5,2 --bank-sizes 0,64,256,1024 --sweep-seeds K
   --forgetting-samples N --forgetting-splits 0,0.1,...,1
   --keep-models             keep every run's model.safetensors (default: only the forgetting curve's)
-  --dry-run                 print the plan and stop`;
+  --dry-run                 print the plan and stop
+  --report-only             write transfer.json/.md from the finished runs in the log; run nothing`;
 
 function numberList(text: string, what: string, o: { integer?: boolean; min?: number; max?: number } = {}): number[] {
   const values = text.split(',').map((s) => s.trim());
@@ -174,6 +177,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
       case '--forgetting-splits': given.forgettingSplits = numberList(args.value(), '--forgetting-splits', { min: 0, max: 1 }).sort((a, b) => a - b); break;
       case '--keep-models': given.keepModels = true; break;
       case '--dry-run': given.dryRun = true; break;
+      case '--report-only': given.reportOnly = true; break;
       default: fail(`unknown flag '${f}'`);
     }
   }
@@ -198,6 +202,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
     extractor: 'iconnet',
     keepModels: false,
     dryRun: false,
+    reportOnly: false,
     ...given,
     targets,
     device,
