@@ -163,7 +163,8 @@ async function main(): Promise<void> {
     generated: new Date().toISOString(),
   };
   const markdown = renderMarkdown(agg, {
-    conditions: s.conditions, command,
+    // A report-only pass names the commands that ran the runs, not itself.
+    conditions: s.conditions, command: s.reportOnly ? json.run_commands.join('\n') : command,
     settingsLines: [
       `budget \`${s.budget}\` on ${s.device}; base \`${s.source}\` (DiT hidden ${source.hiddenSize}, depth ${source.depth}, patch ${source.patchSize}, ` +
         `${source.inputSize}x${source.inputSize}, sha256 ${sourceSha256.slice(0, 12)}), frozen; the ControlNet copies its first ${settings.blocks} blocks`,
