@@ -3,13 +3,12 @@
 // diffusers-layout weights file, or the original CompVis/ldm layout (a standalone VAE .ckpt/.pt
 // such as vae-ft-ema-560000-ema-pruned.ckpt, or a full SD checkpoint whose VAE keys start with
 // first_stage_model.). Every file goes through loadCheckpoint, which never executes code.
-import * as fs from 'fs';
-import * as path from 'path';
 import { loadCheckpoint } from '../torch/serialization';
 import { DType } from '../torch/dtype';
 import { Device, Tensor } from '../torch/tensor';
 import { AutoencoderKL, VaeConfig, VAE_SCALING_FACTOR } from './vae';
 import { readJsonObject } from './json-file';
+import { locateWeights, resolveWeightsFolder, WeightsFileRules } from './sd/weights-files';
 
 // ---------------------------------------------------------------------------------------------
 // diffusers config.json
@@ -260,21 +259,20 @@ export function loadVaeWeights(file: string, o: { device?: Device; config?: VaeC
   return { stateDict: ldmToDiffusers(sd, levels), layout, warnings };
 }
 
-const DIFFUSERS_WEIGHT_FILES = [
-  'diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin',
-  'diffusion_pytorch_model.fp16.safetensors', 'diffusion_pytorch_model.fp16.bin',
-];
+/** Where diffusers keeps a VAE: its weight file names, and `vae/` in a pipeline folder. */
+const VAE_FILES: WeightsFileRules = {
+  what: 'VAE',
+  sub: 'vae',
+  weightFiles: [
+    'diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin',
+    'diffusion_pytorch_model.fp16.safetensors', 'diffusion_pytorch_model.fp16.bin',
+  ],
+  describes: (file) => isVaeConfigFile(file),
+};
 
 /** A folder's weights file and config: diffusers' names first (also in a pipeline's vae/), else one lone weights file. */
 export function resolveVaeFiles(dir: string): { weights: string; config: string | null } {
-  const sub = path.join(dir, 'vae');
-  if (!fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(sub, 'config.json'))) return resolveVaeFiles(sub);
-  const config = fs.existsSync(path.join(dir, 'config.json')) ? path.join(dir, 'config.json') : null;
-  for (const name of DIFFUSERS_WEIGHT_FILES) if (fs.existsSync(path.join(dir, name))) return { weights: path.join(dir, name), config };
-  const candidates = fs.readdirSync(dir).filter((f) => /\.(safetensors|ckpt|pt|pth|bin)$/.test(f));
-  if (candidates.length === 1) return { weights: path.join(dir, candidates[0]), config };
-  throw new Error(`${dir}: no VAE weights found (expected ${DIFFUSERS_WEIGHT_FILES[0]} or exactly one .safetensors/.ckpt/.pt/.bin file; ` +
-    `found ${candidates.length ? candidates.join(', ') : 'none'})`);
+  return resolveWeightsFolder(dir, VAE_FILES);
 }
 
 /** Whether a config.json beside a weights file describes an AutoencoderKL (and not e.g. a DiT). */
@@ -305,17 +303,7 @@ export interface LoadVaeOptions {
  * strictly: a missing, unexpected or mis-shaped tensor throws an error naming the file and keys.
  */
 export function loadVae(pathOrDir: string, o: LoadVaeOptions = {}): AutoencoderKL {
-  if (!fs.existsSync(pathOrDir)) throw new Error(`${pathOrDir}: no such VAE file or folder`);
-  let weights = pathOrDir;
-  let configFile = o.configFile ?? null;
-  if (fs.statSync(pathOrDir).isDirectory()) {
-    const found = resolveVaeFiles(pathOrDir);
-    weights = found.weights;
-    configFile ??= found.config;
-  } else if (!configFile && !o.config) {
-    const beside = path.join(path.dirname(pathOrDir), 'config.json');
-    if (fs.existsSync(beside) && isVaeConfigFile(beside)) configFile = beside;
-  }
+  const { weights, configFile } = locateWeights(pathOrDir, VAE_FILES, { configFile: o.configFile, configGiven: !!o.config });
   let config = o.config ?? (configFile ? readVaeConfig(configFile) : undefined);
   const loaded = loadVaeWeights(weights, { config });
   for (const w of loaded.warnings) (o.onWarning ?? console.warn)(w);
