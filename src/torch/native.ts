@@ -60,9 +60,16 @@ export interface NativeAddon {
 }
 
 function load(): NativeAddon {
+  const override = process.env.DIFFTUNE_ADDON;
+  if (override) {
+    // An explicit choice must not fall back silently to another build; relative paths mean the working directory.
+    const resolved = path.resolve(override);
+    if (!fs.existsSync(resolved)) throw new Error(`DIFFTUNE_ADDON=${override}: no file at ${resolved} (expected a built difftune.node).`);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(resolved) as NativeAddon;
+  }
   // dist/src/torch -> repo root is three levels up; src/torch (ts-node style) is two.
   const candidates = [
-    process.env.DIFFTUNE_ADDON,
     path.join(__dirname, '..', '..', '..', 'native', 'build', 'difftune.node'),
     path.join(__dirname, '..', '..', 'native', 'build', 'difftune.node'),
   ].filter((p): p is string => !!p);
