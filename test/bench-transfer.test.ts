@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { aggregate, meanStd, monotoneRise, relativePromotion } from '../bench/transfer/aggregate';
 import { scaledEmaDecay } from '../src/tuning/ema-budget';
-import { decimalsFor, formatMeanStd, formatPercent, mainTable } from '../bench/transfer/markdown';
+import { decimalsFor, formatMeanStd, formatPercent, mainTable, pairedTable } from '../bench/transfer/markdown';
+import { signTestP } from '../bench/transfer/paired';
 import { MAIN_METHODS } from '../bench/transfer/methods';
 import { bankSweepRun, methodRun, planRuns, RunSpec, runId } from '../bench/transfer/plan';
 import { appendRunRecord, Experiment, readRunRecords, recordsByKey, RunRecord, runKey } from '../bench/transfer/results-log';
@@ -191,6 +192,38 @@ test('aggregate: the transfer.json shape, averages and relative promotion', () =
   const partial = aggregate(tableRecords({ a: { full: [10], difffit: [9] }, b: { full: [20] } }),
     { targets: ['a', 'b'], steps: 1, seeds: 1, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
   assert.deepEqual(partial.average, { full: 15 });
+});
+
+test('paired differences against full: per target, over all pairs, the sign test', () => {
+  // Binomial(n, 1/2) tails computed by hand: 0 of 3 -> 2/8; 3 of 15 -> 2 * 576/32768; a tie at n/2 -> 1.
+  assert.equal(signTestP(0, 3), 0.25);
+  assert.equal(signTestP(3, 3), 0.25);
+  close(signTestP(3, 15), (2 * 576) / 32768, 1e-15);
+  assert.equal(signTestP(2, 4), 1);
+  assert.equal(signTestP(0, 0), 1);
+  assert.throws(() => signTestP(4, 3), /0 <= k <= n/);
+  // Seed noise shared by both methods (seed 1 is 10 worse for both) cancels in the pairs.
+  const byId = tableRecords({
+    a: { full: [10, 20, 12], 'diff-tuning': [9, 19, 13], 'retention-only': [11, 21, 13], 'reconsolidation-only': [9, 19, 11] },
+    b: { full: [30, 40], 'diff-tuning': [28, 38] },
+  });
+  const j = aggregate(byId, { targets: ['a', 'b'], steps: 1, seeds: 3, sweepSeeds: 1, bankSize: 32, ablationTarget: 'a' });
+  const dt = j.paired['diff-tuning'];
+  const a = dt.targets.a;
+  assert.deepEqual([a.n, a.lower], [3, 2]);
+  close(a.mean, -1 / 3, 1e-12);
+  close(a.std, Math.sqrt(4 / 3), 1e-12);
+  assert.deepEqual(dt.targets.b, { mean: -2, std: 0, n: 2, lower: 2 });
+  assert.equal(dt.all.n, 5);
+  assert.equal(dt.all.lower, 4);
+  close(dt.all.mean, (-1 - 1 + 1 - 2 - 2) / 5, 1e-12);
+  close(dt.all.sign_test_p, 2 * (1 + 5) / 32, 1e-15);
+  // Ablations pair only where they ran; a method never measured has no entry.
+  assert.deepEqual(Object.keys(j.paired['retention-only'].targets), ['a']);
+  assert.equal(j.paired['retention-only'].all.lower, 0);
+  assert.equal(j.paired.difffit, undefined);
+  const md = pairedTable(j, ['a', 'b']).split('\n');
+  assert.ok(md.includes('| diff-tuning | -0.33 ± 1.15 (lower 2/3) | -2.00 ± 0.00 (lower 2/2) | -1.00 ± 1.22 (lower 4/5) | 0.375 |'), md.join('\n'));
 });
 
 test('aggregate: the sweeps collect their points', () => {

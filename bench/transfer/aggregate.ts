@@ -2,6 +2,7 @@
 // the average over targets, the relative promotion (FID_full − FID_method) / FID_full, the sweeps.
 // Pure: the JSON shape of transfer.json is built (and tested) here.
 import { ABLATION_METHODS, MAIN_METHODS, MethodName } from './methods';
+import { PairedComparison, pairedAgainstFull } from './paired';
 import { bankSweepRun, methodRun, RunSpec, runId, TABLE_TAU } from './plan';
 import { RunRecord } from './results-log';
 import { seedList } from './settings';
@@ -31,6 +32,8 @@ export interface TransferJson {
   steps: number;
   seeds: number;
   relative_promotion: Record<string, { targets: Record<string, number>; mean_over_targets: number | null; of_average: number | null }>;
+  /** FID_method − FID_full per seed (same data and evaluation noise), per method other than full. */
+  paired: Record<string, PairedComparison>;
   kid: { average: Record<string, number>; targets: Record<string, Record<string, MeanStd>> };
   pretrained: Record<string, number>;
   ablation_target: string | null;
@@ -119,6 +122,15 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     };
   }
 
+  const paired: TransferJson['paired'] = {};
+  const fidOf = (target: string, method: string, seed: number): number | undefined =>
+    byId.get(runId(methodRun(target, method as MethodName, { tau: TABLE_TAU, bankSize: o.bankSize, seed })))?.fid;
+  for (const method of [...MAIN_METHODS, ...ABLATION_METHODS].filter((m) => m !== 'full')) {
+    const on = o.targets.filter((t) => methodsOf(t).includes(method));
+    const c = pairedAgainstFull(method, on, seeds, fidOf);
+    if (c) paired[method] = c;
+  }
+
   const pretrained: Record<string, number> = {};
   for (const target of o.targets) {
     const r = byId.get(runId({ target, method: 'pretrained', tau: null, bankSize: 0, seed: 0 }));
@@ -137,6 +149,7 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     steps: o.steps,
     seeds: o.seeds,
     relative_promotion: promotion,
+    paired,
     kid: { average: averageOf(tables.kid), targets: tables.kid },
     pretrained,
     ablation_target: o.ablationTarget,

@@ -3,6 +3,7 @@
 // exact command that produced them. Pure: formatting only.
 import { MeanStd, TransferJson } from './aggregate';
 import { ABLATION_METHODS, MAIN_METHODS } from './methods';
+import { PairedDifference } from './paired';
 
 /** Decimals that show a value to about three significant digits (at least one decimal, and two for values from 1 to 100). */
 export function decimalsFor(v: number): number {
@@ -52,6 +53,21 @@ export function mainTable(j: TransferJson, targets: string[]): string {
   return lines.join('\n');
 }
 
+/** FID_method − FID_full per seed: a row per method, "mean ± std (lower in k/n)" per target, then over all pairs with the sign test. */
+export function pairedTable(j: TransferJson, targets: string[]): string {
+  const lines = [row(['method − full', ...targets, 'all pairs', 'sign test p']), row(['---', ...targets.map(() => '---:'), '---:', '---:'])];
+  const cell = (d: PairedDifference | undefined): string => {
+    if (!d) return '—';
+    const dec = decimalsFor(Math.max(Math.abs(d.mean), d.std));
+    const sign = d.mean > 0 ? '+' : '';
+    return `${sign}${d.mean.toFixed(dec)} ± ${d.std.toFixed(dec)} (lower ${d.lower}/${d.n})`;
+  };
+  for (const [method, c] of Object.entries(j.paired)) {
+    lines.push(row([method, ...targets.map((t) => cell(c.targets[t])), cell(c.all), c.all.sign_test_p.toFixed(3)]));
+  }
+  return lines.join('\n');
+}
+
 export interface MarkdownExtras {
   /** The command that wrote this file. */
   command: string;
@@ -74,6 +90,13 @@ export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownEx
   const mp = Object.entries(j.relative_promotion).filter(([, p]) => p.mean_over_targets !== null);
   if (mp.length) {
     out.push(`Relative promotion averaged over targets: ${mp.map(([m, p]) => `${m} ${formatPercent(p.mean_over_targets)}`).join(', ')}.`, '');
+  }
+  if (Object.keys(j.paired).length) {
+    out.push('## Paired against full fine-tuning', '',
+      'FID_method − FID_full between runs of the same target and seed (same training images, same evaluation labels and ' +
+      'starting noise), so the sampling noise that makes the per-cell ± large mostly cancels; negative = better than full. ' +
+      '"lower k/n": pairs where the method beat full. The sign test asks how likely that count is if neither method were better.', '',
+      pairedTable(j, targets), '');
   }
   if (j.ablation_target) {
     const t = j.ablation_target;
