@@ -9,7 +9,7 @@ import { aggregate, meanStd, monotoneRise, relativePromotion } from '../bench/tr
 import { scaledEmaDecay } from '../src/tuning/ema-budget';
 import { decimalsFor, formatMeanStd, formatPercent, mainTable, pairedTable } from '../bench/transfer/markdown';
 import { signTestP } from '../bench/transfer/paired';
-import { MAIN_METHODS } from '../bench/transfer/methods';
+import { MAIN_METHODS, METHOD_NAMES } from '../bench/transfer/methods';
 import { bankSweepRun, methodRun, planRuns, RunSpec, runId } from '../bench/transfer/plan';
 import { appendRunRecord, Experiment, readRunRecords, recordsByKey, RunRecord, runKey } from '../bench/transfer/results-log';
 import { parseSettings, PRESETS } from '../bench/transfer/settings';
@@ -85,7 +85,7 @@ test('stratifiedSubsample: deterministic, stratified, seeded', () => {
 });
 
 const SETTINGS = {
-  targets: ['a', 'b'], parts: ['table', 'tau', 'bank', 'forgetting'] as ('table' | 'tau' | 'bank' | 'forgetting')[], seeds: 2, sweepSeeds: 1,
+  targets: ['a', 'b'], methods: [...METHOD_NAMES], parts: ['table', 'tau', 'bank', 'forgetting'] as ('table' | 'tau' | 'bank' | 'forgetting')[], seeds: 2, sweepSeeds: 1,
   bankSize: 32, tauValues: [0, 0.5, 1, 1.5, 2], bankSizes: [0, 16, 32], ablationTarget: 'a', sweepTarget: 'a',
 };
 
@@ -107,6 +107,12 @@ test('planRuns: every method on the same seeds, shared runs counted once', () =>
   assert.deepEqual(methodRun('a', 'full', { tau: 2, bankSize: 99, seed: 3 }), { target: 'a', method: 'full', tau: null, bankSize: 0, seed: 3 });
   assert.throws(() => methodRun('a', 'diff-tuning', { tau: 1, bankSize: 0, seed: 0 }), /bank size/);
   assert.equal(planRuns({ ...SETTINGS, parts: ['tau'] }).length, 5);
+  // --methods narrows the table (a diagnostic of one method) and keeps the pretrained row.
+  const fullOnly = planRuns({ ...SETTINGS, methods: ['full'], parts: ['table'] });
+  assert.deepEqual(fullOnly.map((r) => `${r.target}/${r.method}/${r.seed}`).sort(),
+    ['a/full/0', 'a/full/1', 'a/pretrained/0', 'b/full/0', 'b/full/1', 'b/pretrained/0']);
+  const ablation = planRuns({ ...SETTINGS, methods: ['retention-only'], parts: ['table'] }).filter((r) => r.method !== 'pretrained');
+  assert.deepEqual(ablation.map((r) => `${r.target}/${r.seed}`), ['a/0', 'a/1']);
 });
 
 const EXPERIMENT: Experiment = {
@@ -289,4 +295,7 @@ test('parseSettings: presets, overrides and errors that name the flag', () => {
   assert.throws(() => parseSettings(['--bank-sizes', '0,64,x'], { cudaAvailable: false }), /--bank-sizes: 'x' is not an integer/);
   assert.throws(() => parseSettings(['--seeds', '1', '--sweep-seeds', '2'], { cudaAvailable: false }), /--sweep-seeds/);
   assert.throws(() => parseSettings(['--frobnicate'], { cudaAvailable: false }), /unknown flag '--frobnicate'/);
+  assert.throws(() => parseSettings(['--methods', 'full,ft'], { cudaAvailable: false }), /--methods: 'ft' is not a method \(expected full, diff-tuning/);
+  assert.deepEqual(parseSettings(['--methods', 'full,full,difffit'], { cudaAvailable: false }).methods, ['full', 'difffit']);
+  assert.deepEqual(parseSettings([], { cudaAvailable: false }).methods, [...METHOD_NAMES]);
 });

@@ -45,7 +45,7 @@ export function bankSweepRun(target: string, bankSize: number, seed: number): Ru
 
 export const TABLE_TAU = 1;
 
-export function planRuns(s: Pick<BenchSettings, 'targets' | 'parts' | 'seeds' | 'sweepSeeds' | 'bankSize' | 'tauValues' | 'bankSizes' | 'ablationTarget' | 'sweepTarget'>): PlannedRun[] {
+export function planRuns(s: Pick<BenchSettings, 'targets' | 'methods' | 'parts' | 'seeds' | 'sweepSeeds' | 'bankSize' | 'tauValues' | 'bankSizes' | 'ablationTarget' | 'sweepTarget'>): PlannedRun[] {
   const runs = new Map<string, PlannedRun>();
   const add = (spec: RunSpec, part: Part): void => {
     const id = runId(spec);
@@ -64,8 +64,8 @@ export function planRuns(s: Pick<BenchSettings, 'targets' | 'parts' | 'seeds' | 
     for (const target of s.targets) add({ target, method: 'pretrained', tau: null, bankSize: 0, seed: 0 }, 'table');
     for (const seed of seeds) {
       for (const target of s.targets) {
-        for (const method of MAIN_METHODS) add(methodRun(target, method, { ...std, seed }), 'table');
-        if (target === s.ablationTarget) for (const method of ABLATION_METHODS) add(methodRun(target, method, { ...std, seed }), 'table');
+        const methods = [...MAIN_METHODS, ...(target === s.ablationTarget ? ABLATION_METHODS : [])];
+        for (const method of methods) if (s.methods.includes(method)) add(methodRun(target, method, { ...std, seed }), 'table');
       }
     }
   }

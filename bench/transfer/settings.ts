@@ -1,6 +1,7 @@
 // The benchmark's settings: a budget preset (quick | cpu | gpu) fills every number, flags override
 // any of them. Pure: parseSettings(argv) is tested without running anything.
 import { Args } from '../args';
+import { isMethodName, METHOD_NAMES, MethodName } from './methods';
 
 export const PARTS = ['table', 'tau', 'bank', 'forgetting'] as const;
 export type Part = (typeof PARTS)[number];
@@ -59,6 +60,8 @@ export interface BenchSettings extends BudgetNumbers {
   /** The source's config JSON (default: beside the weights). */
   sourceConfig: string | null;
   targets: string[];
+  /** Methods the table part runs (default all; the pretrained row is always measured). */
+  methods: MethodName[];
   /** Where target folders live: DATA_ROOT/<target>. */
   dataRoot: string;
   parts: Part[];
@@ -91,6 +94,7 @@ export const USAGE = `usage: npm run bench:transfer -- [flags]
   --targets a,b,...         target datasets under --data-root (default ${DEFAULT_TARGETS.join(',')})
   --data-root DIR           default data
   --only table,tau,bank,forgetting   parts to run (default all)
+  --methods a,b,...         table methods to run, of ${METHOD_NAMES.join(', ')} (default all)
   --device cpu|cuda|cuda:N  default cuda when available, else cpu
   --out DIR                 results: transfer.json, transfer.md, runs.jsonl, forgetting/ (default bench/results)
   --work DIR                banks and run folders (default runs/bench-transfer)
@@ -137,6 +141,13 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
       case '--source-config': given.sourceConfig = args.value(); break;
       case '--targets': given.targets = args.value().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--data-root': given.dataRoot = args.value(); break;
+      case '--methods': {
+        const methods = args.value().split(',').map((m) => m.trim()).filter(Boolean);
+        for (const m of methods) if (!isMethodName(m)) fail(`--methods: '${m}' is not a method (expected ${METHOD_NAMES.join(', ')})`);
+        if (methods.length === 0) fail('--methods: no method given');
+        given.methods = [...new Set(methods as MethodName[])];
+        break;
+      }
       case '--only': {
         const parts = args.value().split(',').map((s) => s.trim());
         for (const p of parts) if (!(PARTS as readonly string[]).includes(p)) fail(`--only: '${p}' is not a part (expected ${PARTS.join(', ')})`);
@@ -193,6 +204,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
     sourceConfig: null,
     dataRoot: 'data',
     parts: [...PARTS],
+    methods: [...METHOD_NAMES],
     out: 'bench/results',
     work: 'runs/bench-transfer',
     batch: 32,
