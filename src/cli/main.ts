@@ -5,6 +5,7 @@ import { runControlNet } from './controlnet';
 import { runDatasets } from './datasets';
 import { runDemo } from './demo';
 import { runInfo } from './info';
+import { runEwc } from './ewc';
 import { runForgetting } from './forgetting';
 import { runSample } from './sample';
 import { runEval } from './eval';
@@ -25,6 +26,7 @@ const commands: Record<string, Command> = {
   eval: { summary: 'FID/KID of samples against a dataset split (fid_iconnet, fid_inception)', run: runEval },
   export: { summary: 'write the EMA or raw weights of a training checkpoint as a model file', run: runExport },
   extractor: { summary: 'train the offline FID feature extractor (extractor train --data data/iconnet)', run: runExtractor },
+  ewc: { summary: 'EWC distance of fine-tuned models from the pretrained one under its diagonal Fisher on the knowledge bank (a forgetting measure)', run: async (argv) => { await runEwc(argv); } },
   forgetting: { summary: 'chain-of-forgetting probe: FID when the pretrained model takes over part of the fine-tuned chain (curve as SVG/PNG)', run: (argv) => runForgetting(argv) },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
   finetune: { summary: 'fine-tune a DiT: full, diff-tuning, ablations, P2/Min-SNR, PEFT (DiffFit, BitFit, LoRA, AdaptFormer)', run: runFinetune },

@@ -486,7 +486,7 @@ export function loadBankLatents(dir: string): { x: Tensor; y: Tensor } {
 }
 
 export interface VerifyBankOptions {
-  /** The SHA-256 the bank's model must have (the model being fine-tuned). */
+  /** The SHA-256 the bank's model must have (the model being fine-tuned, or measured). */
   modelSha256?: string;
   /** The fewest items usable (e.g. the replay sub-batch). */
   minCount?: number;
@@ -507,7 +507,7 @@ export function verifyBank(dir: string, o: VerifyBankOptions = {}): BankManifest
   if (o.minCount !== undefined && m.count < o.minCount) throw new Error(`${dir}: the bank has ${m.count} items, fewer than the ${o.minCount} needed`);
   if (o.modelSha256 !== undefined && m.model.sha256 !== o.modelSha256.toLowerCase()) {
     throw new Error(`${dir}: the bank was sampled from another model: ${m.model.file} with sha256 ${m.model.sha256}, ` +
-      `but the model being fine-tuned has sha256 ${o.modelSha256} (rebuild the bank from this model, or fine-tune the bank's model)`);
+      `but the model it is used with has sha256 ${o.modelSha256} (rebuild the bank from this model, or use the bank's model)`);
   }
   if (m.storage === 'png') {
     for (let i = 0; i < m.count; i++) {

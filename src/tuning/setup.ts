@@ -16,10 +16,24 @@ import { applyPeft, PEFT_DEFAULT_LR } from '../models/peft';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { loadBankLatents, verifyBank } from './bank';
+import { BankManifest } from './bank-manifest';
 import { ConfigError } from './config-schema';
 import { TrainConfig, usesBank } from './config';
 
 /** A source of already-normalised tensors (latents, or images a caller prepared). */
+/**
+ * A knowledge bank as a batch source, after checking its manifest (and, given its sha256, that it was
+ * sampled from this model): PNG banks decode like any image folder, latent banks load their shards.
+ */
+export async function openBank(dir: string, o: { resolution: number; onError?: 'throw' | 'skip'; warn?: (m: string) => void; modelSha256?: string }): Promise<{ source: BatchSource & { dispose(): void }; manifest: BankManifest; latent: boolean }> {
+  const manifest = verifyBank(dir, { modelSha256: o.modelSha256 });
+  if (manifest.storage === 'png') {
+    return { source: await ImageDataset.fromFolder(dir, { resolution: o.resolution, onError: o.onError, warn: o.warn }), manifest, latent: false };
+  }
+  const { x, y } = loadBankLatents(dir);
+  return { source: new TensorSource(x, y), manifest, latent: true };
+}
+
 export class TensorSource implements BatchSource {
   constructor(readonly x: Tensor, readonly y: Tensor) {
     if (x.shape[0] !== y.shape[0]) throw new Error(`TensorSource: ${x.shape[0]} inputs but ${y.shape[0]} labels`);
@@ -39,6 +53,10 @@ export class TensorSource implements BatchSource {
       }
       return { x, y: this.y.indexSelect(0, idx) };
     });
+  }
+  dispose(): void {
+    this.x.dispose();
+    this.y.dispose();
   }
 }
 
@@ -185,14 +203,9 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
       throw new Error(`method '${c.method}' replays the bank with the null label, but the model (${c.model.ckpt ?? c.model.name}) has no null label row (class_dropout_prob 0); use a model trained with label dropout or method 'full'`);
     }
     const dir = c.data.bank!;
-    const manifest = verifyBank(dir, { modelSha256: pretrainedSha256 ?? undefined });
-    if (manifest.storage === 'png') {
-      bank = await ImageDataset.fromFolder(dir, { resolution, onError: c.data.onError, warn });
-    } else {
-      const { x, y } = loadBankLatents(dir);
-      bank = new TensorSource(x, y);
-      flipBank = false;
-    }
+    const opened = await openBank(dir, { resolution, onError: c.data.onError, warn, modelSha256: pretrainedSha256 ?? undefined });
+    bank = opened.source;
+    if (opened.latent) flipBank = false;
     log(`knowledge bank: ${bank.length} samples from ${path.resolve(dir)}`);
   }
 
