@@ -228,6 +228,11 @@ test('paired differences against full: per target, over all pairs, the sign test
   assert.deepEqual(Object.keys(j.paired['retention-only'].targets), ['a']);
   assert.equal(j.paired['retention-only'].all.lower, 0);
   assert.equal(j.paired.difffit, undefined);
+  // The ablations also pair against diff-tuning: retention-only is 2, 2, 0 above it.
+  const ret = j.paired_ablation['retention-only'];
+  assert.deepEqual([ret.all.n, ret.all.lower], [3, 0]);
+  close(ret.all.mean, 4 / 3, 1e-12);
+  assert.deepEqual(Object.keys(j.paired_ablation), ['retention-only', 'reconsolidation-only']);
   const md = pairedTable(j, ['a', 'b']).split('\n');
   assert.ok(md.includes('| diff-tuning | -0.33 ± 1.15 (lower 2/3) | -2.00 ± 0.00 (lower 2/2) | -1.00 ± 1.22 (lower 4/5) | 0.375 |'), md.join('\n'));
 });

@@ -2,7 +2,7 @@
 // the average over targets, the relative promotion (FID_full − FID_method) / FID_full, the sweeps.
 // Pure: the JSON shape of transfer.json is built (and tested) here.
 import { ABLATION_METHODS, MAIN_METHODS, MethodName } from './methods';
-import { PairedComparison, pairedAgainstFull } from './paired';
+import { PairedComparison, pairedAgainst } from './paired';
 import { bankSweepRun, methodRun, RunSpec, runId, TABLE_TAU } from './plan';
 import { RunRecord } from './results-log';
 import { seedList } from './settings';
@@ -34,6 +34,8 @@ export interface TransferJson {
   relative_promotion: Record<string, { targets: Record<string, number>; mean_over_targets: number | null; of_average: number | null }>;
   /** FID_method − FID_full per seed (same data and evaluation noise), per method other than full. */
   paired: Record<string, PairedComparison>;
+  /** FID_ablation − FID_diff-tuning per seed on the ablation target: is each half worse than both together? */
+  paired_ablation: Record<string, PairedComparison>;
   kid: { average: Record<string, number>; targets: Record<string, Record<string, MeanStd>> };
   pretrained: Record<string, number>;
   ablation_target: string | null;
@@ -127,8 +129,15 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     byId.get(runId(methodRun(target, method as MethodName, { tau: TABLE_TAU, bankSize: o.bankSize, seed })))?.fid;
   for (const method of [...MAIN_METHODS, ...ABLATION_METHODS].filter((m) => m !== 'full')) {
     const on = o.targets.filter((t) => methodsOf(t).includes(method));
-    const c = pairedAgainstFull(method, on, seeds, fidOf);
+    const c = pairedAgainst('full', method, on, seeds, fidOf);
     if (c) paired[method] = c;
+  }
+  const pairedAblation: TransferJson['paired_ablation'] = {};
+  if (o.ablationTarget) {
+    for (const method of ABLATION_METHODS) {
+      const c = pairedAgainst('diff-tuning', method, [o.ablationTarget], seeds, fidOf);
+      if (c) pairedAblation[method] = c;
+    }
   }
 
   const pretrained: Record<string, number> = {};
@@ -150,6 +159,7 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     seeds: o.seeds,
     relative_promotion: promotion,
     paired,
+    paired_ablation: pairedAblation,
     kid: { average: averageOf(tables.kid), targets: tables.kid },
     pretrained,
     ablation_target: o.ablationTarget,

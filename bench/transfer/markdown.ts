@@ -53,17 +53,19 @@ export function mainTable(j: TransferJson, targets: string[]): string {
   return lines.join('\n');
 }
 
+/** "+1.46 ± 1.10 (lower 0/3)": the mean paired difference, its spread, and how many pairs the method won. */
+export function pairedCell(d: PairedDifference | undefined): string {
+  if (!d) return '—';
+  const dec = decimalsFor(Math.max(Math.abs(d.mean), d.std));
+  const sign = d.mean > 0 ? '+' : '';
+  return `${sign}${d.mean.toFixed(dec)} ± ${d.std.toFixed(dec)} (lower ${d.lower}/${d.n})`;
+}
+
 /** FID_method − FID_full per seed: a row per method, "mean ± std (lower in k/n)" per target, then over all pairs with the sign test. */
 export function pairedTable(j: TransferJson, targets: string[]): string {
   const lines = [row(['method − full', ...targets, 'all pairs', 'sign test p']), row(['---', ...targets.map(() => '---:'), '---:', '---:'])];
-  const cell = (d: PairedDifference | undefined): string => {
-    if (!d) return '—';
-    const dec = decimalsFor(Math.max(Math.abs(d.mean), d.std));
-    const sign = d.mean > 0 ? '+' : '';
-    return `${sign}${d.mean.toFixed(dec)} ± ${d.std.toFixed(dec)} (lower ${d.lower}/${d.n})`;
-  };
   for (const [method, c] of Object.entries(j.paired)) {
-    lines.push(row([method, ...targets.map((t) => cell(c.targets[t])), cell(c.all), c.all.sign_test_p.toFixed(3)]));
+    lines.push(row([method, ...targets.map((t) => pairedCell(c.targets[t])), pairedCell(c.all), c.all.sign_test_p.toFixed(3)]));
   }
   return lines.join('\n');
 }
@@ -106,6 +108,13 @@ export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownEx
       out.push(row([m, formatMeanStd(cells[m]), m === 'full' ? '' : formatPercent(j.relative_promotion[m]?.targets[t])]));
     }
     out.push('');
+    const ablations = Object.entries(j.paired_ablation);
+    if (ablations.length) {
+      out.push('Each half against Diff-Tuning (both halves), paired by seed (FID_ablation − FID_diff-tuning; positive = the ablation is worse, as the paper finds):', '',
+        row(['ablation − diff-tuning', t, 'sign test p']), row(['---', '---:', '---:']));
+      for (const [m, c] of ablations) out.push(row([m, pairedCell(c.targets[t]), c.all.sign_test_p.toFixed(3)]));
+      out.push('');
+    }
   }
   if (j.tau_sweep) {
     out.push(`## τ sweep on ${j.tau_sweep.target} (diff-tuning, ${j.tau_sweep.seeds} seed${j.tau_sweep.seeds === 1 ? '' : 's'})`, '',

@@ -1,15 +1,16 @@
-// Paired comparison against full fine-tuning. Runs of the same target and seed share the training images,
+// Paired comparison of two methods (against full fine-tuning for the table, against Diff-Tuning for its
+// ablations). Runs of the same target and seed share the training images,
 // the evaluation labels and the starting noise of every evaluation sample, so FID_method − FID_full per seed
 // cancels most of the sampling noise that dominates the per-cell standard deviations. Pure.
 
 export interface PairedDifference {
-  /** Mean of FID_method − FID_full over the paired runs (negative = the method is better). */
+  /** Mean of FID_method − FID_baseline over the paired runs (negative = the method is better). */
   mean: number;
   /** Sample standard deviation of those differences (0 for one pair). */
   std: number;
   /** Paired runs (same target and seed, both measured). */
   n: number;
-  /** Pairs in which the method's FID is below full fine-tuning's. */
+  /** Pairs in which the method's FID is below the baseline's. */
   lower: number;
 }
 
@@ -52,11 +53,11 @@ export function signTestP(k: number, n: number): number {
 }
 
 /**
- * Paired differences of one method against full fine-tuning, per target and over all targets.
+ * Paired differences of one method against a baseline method, per target and over all targets.
  * `fid(target, method, seed)` returns the measured FID or undefined; null when no pair exists.
  */
-export function pairedAgainstFull(
-  method: string, targets: readonly string[], seeds: readonly number[],
+export function pairedAgainst(
+  baseline: string, method: string, targets: readonly string[], seeds: readonly number[],
   fid: (target: string, method: string, seed: number) => number | undefined,
 ): PairedComparison | null {
   const perTarget: Record<string, PairedDifference> = {};
@@ -64,7 +65,7 @@ export function pairedAgainstFull(
   for (const target of targets) {
     const diffs: number[] = [];
     for (const seed of seeds) {
-      const f = fid(target, 'full', seed);
+      const f = fid(target, baseline, seed);
       const m = fid(target, method, seed);
       if (f !== undefined && m !== undefined) diffs.push(m - f);
     }
