@@ -20,7 +20,6 @@ import { BankManifest } from './bank-manifest';
 import { ConfigError } from './config-schema';
 import { TrainConfig, usesBank } from './config';
 
-/** A source of already-normalised tensors (latents, or images a caller prepared). */
 /**
  * A knowledge bank as a batch source, after checking its manifest (and, given its sha256, that it was
  * sampled from this model): PNG banks decode like any image folder, latent banks load their shards.
@@ -34,6 +33,7 @@ export async function openBank(dir: string, o: { resolution: number; onError?: '
   return { source: new TensorSource(x, y), manifest, latent: true };
 }
 
+/** A source of already-normalised tensors (latents, or images a caller prepared). */
 export class TensorSource implements BatchSource {
   constructor(readonly x: Tensor, readonly y: Tensor) {
     if (x.shape[0] !== y.shape[0]) throw new Error(`TensorSource: ${x.shape[0]} inputs but ${y.shape[0]} labels`);
