@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { aggregate, meanStd, monotoneRise, relativePromotion } from '../bench/transfer/aggregate';
 import { scaledEmaDecay } from '../src/tuning/ema-budget';
-import { decimalsFor, formatMeanStd, formatPercent, mainTable, pairedTable } from '../bench/transfer/markdown';
+import { decimalsFor, formatMeanStd, formatPercent, mainTable, pairedTable, renderMarkdown } from '../bench/transfer/markdown';
 import { signTestP } from '../bench/transfer/paired';
 import { MAIN_METHODS, METHOD_NAMES } from '../bench/transfer/methods';
 import { bankSweepRun, methodRun, planRuns, RunSpec, runId } from '../bench/transfer/plan';
@@ -235,6 +235,34 @@ test('paired differences against full: per target, over all pairs, the sign test
   assert.deepEqual(Object.keys(j.paired_ablation), ['retention-only', 'reconsolidation-only']);
   const md = pairedTable(j, ['a', 'b']).split('\n');
   assert.ok(md.includes('| diff-tuning | -0.33 ± 1.15 (lower 2/3) | -2.00 ± 0.00 (lower 2/2) | -1.00 ± 1.22 (lower 4/5) | 0.375 |'), md.join('\n'));
+});
+
+test('EWC per run: validated in the log, aggregated per cell, rendered with the ratio to full', () => {
+  const byId = tableRecords({ a: { full: [10, 11], 'diff-tuning': [9, 9] } });
+  const ewc = (total: number) => ({ items: 8, draws: 1, total, changed: 100, meanOverChanged: total / 100 });
+  byId.get(runId(methodRun('a', 'full', { tau: 1, bankSize: 32, seed: 0 })))!.ewc = ewc(4e-8);
+  byId.get(runId(methodRun('a', 'full', { tau: 1, bankSize: 32, seed: 1 })))!.ewc = ewc(6e-8);
+  byId.get(runId(methodRun('a', 'diff-tuning', { tau: 1, bankSize: 32, seed: 0 })))!.ewc = ewc(2e-8);
+  const j = aggregate(byId, { targets: ['a'], steps: 1, seeds: 2, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
+  close(j.ewc!.a.full.mean, 5e-8, 1e-20);
+  assert.equal(j.ewc!.a.full.runs, 2);
+  assert.deepEqual([j.ewc!.a['diff-tuning'].mean, j.ewc!.a['diff-tuning'].runs], [2e-8, 1]);
+  const md = renderMarkdown(j, ['a'], { command: 'c', metric: 'fid_iconnet', settingsLines: [], timingLines: [] });
+  assert.match(md, /## Forgetting of the source model \(EWC\)/);
+  assert.match(md, /\| diff-tuning \| 2\.00e-8 ± 0\.0 \(×0\.40\) \|/);
+  assert.equal(aggregate(tableRecords({ a: { full: [10] } }), { targets: ['a'], steps: 1, seeds: 1, sweepSeeds: 1, bankSize: 32, ablationTarget: null }).ewc, undefined);
+  // A malformed ewc entry in the log is refused, naming the record.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-transfer-'));
+  try {
+    const file = path.join(dir, 'runs.jsonl');
+    fs.writeFileSync(file, JSON.stringify({ ...record(methodRun('a', 'full', { tau: 1, bankSize: 0, seed: 0 }), 1), ewc: { total: 'big' } }) + '\n');
+    assert.throws(() => readRunRecords(file), /record 1 .*'ewc' must be/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(parseSettings(['--ewc-items', '0'], { cudaAvailable: false }).ewcItems, 0);
+  assert.equal(parseSettings([], { cudaAvailable: false }).ewcItems, 256);
+  assert.throws(() => parseSettings(['--ewc-items', '-1'], { cudaAvailable: false }), /--ewc-items must be an integer >= 0/);
 });
 
 test('aggregate: the sweeps collect their points', () => {

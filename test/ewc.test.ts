@@ -5,6 +5,8 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { RunJob } from '../bench/transfer/job';
+import { ewcOfRun } from '../bench/transfer/one-run';
 import { runEwc } from '../src/cli/ewc';
 import { mulberry32 } from '../src/data/prng';
 import { createDiffusion } from '../src/diffusion/create';
@@ -140,6 +142,11 @@ test('difftune ewc: one Fisher on the bank for several models; DiffFit gammas me
     assert.equal(rHead.changed, pretrained.final_layer.linear.weight.numel);
     assert.deepEqual(Object.keys(rBlock.byModule).filter((k) => rBlock.byModule[k] > 0), ['blocks.0']);
     assert.equal(rSelf.total, 0);
+    // bench:transfer measures each run the same way (its EMA weights as the fine-tuned state).
+    const job = { id: 'head', source: f.ckpt, sourceConfig: null, device: 'cpu', ewc: { bankDir: f.bank, items: 6, draws: 2, seed: 3 } } as unknown as RunJob;
+    const headModel = loadDiT(head).model;
+    const benchEwc = await ewcOfRun(job, headModel, new Map(headModel.namedParameters()), () => {});
+    assert.deepEqual(benchEwc, { items: 6, draws: 2, total: rHead.total, changed: rHead.changed, meanOverChanged: rHead.meanOverChanged });
     assert.equal(rSelf.changed, 0);
     assert.ok(lines.some((l) => /EWC .*weights moved/.test(l)));
     x.dispose(); y.dispose(); bank.source.dispose();

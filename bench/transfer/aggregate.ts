@@ -39,6 +39,8 @@ export interface TransferJson {
   kid: { average: Record<string, number>; targets: Record<string, Record<string, MeanStd>> };
   pretrained: Record<string, number>;
   ablation_target: string | null;
+  /** EWC against the source (sum F·(θ−θ0)², src/eval/ewc.ts) per target and method, from the runs that measured it. */
+  ewc?: Record<string, Record<string, MeanStd & { runs: number }>>;
   tau_sweep?: { target: string; seeds: number; points: Array<SweepPoint & { tau: number }> };
   bank_sweep?: { target: string; seeds: number; points: Array<SweepPoint & { bank_size: number }> };
   complete: boolean;
@@ -166,6 +168,17 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     complete: false,
     missing: [],
   };
+  const ewc: NonNullable<TransferJson['ewc']> = {};
+  for (const target of o.targets) {
+    for (const method of methodsOf(target)) {
+      const values = cellSpecs(target, method).flatMap((spec) => {
+        const e = byId.get(runId(spec))?.ewc;
+        return e ? [e.total] : [];
+      });
+      if (values.length) (ewc[target] ??= {})[method] = { ...meanStd(values), runs: values.length };
+    }
+  }
+  if (Object.keys(ewc).length) out.ewc = ewc;
   if (o.tau) {
     const { target, values } = o.tau;
     out.tau_sweep = {

@@ -26,6 +26,18 @@ export interface RunJob {
   evalBatch: number;
   cfg: number;
   extractor: string;
+  /** Measure the fine-tuned EMA model's EWC against the source on this bank's first `items` items (null: skip). */
+  ewc: { bankDir: string; items: number; draws: number; seed: number } | null;
+}
+
+/** EWC of a run's EMA weights against the source model (src/eval/ewc.ts), with the Fisher's settings. */
+export interface RunEwc {
+  items: number;
+  draws: number;
+  total: number;
+  /** Weights the fine-tuning moved. */
+  changed: number;
+  meanOverChanged: number;
 }
 
 export interface RunOutcome extends FidResult {
@@ -34,6 +46,7 @@ export interface RunOutcome extends FidResult {
   trainSeconds: number;
   evalSeconds: number;
   stepSeconds: number;
+  ewc?: RunEwc;
 }
 
 export function readJsonFile<T>(file: string, what: string): T {

@@ -116,6 +116,25 @@ export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownEx
       out.push('');
     }
   }
+  if (j.ewc) {
+    const withEwc = targets.filter((t) => j.ewc![t]);
+    out.push('## Forgetting of the source model (EWC)', '',
+      'EWC = Σ F·(θ − θ0)² of each run\'s EMA weights against the source, F the source\'s diagonal Fisher on the knowledge bank ' +
+      '(null label, uniform t; `difftune ewc`): how much of what the source model\'s own loss depends on the fine-tuning overwrote. ' +
+      'Lower = less forgetting (the paper\'s Figure 5b). In brackets: the ratio to full fine-tuning\'s.', '',
+      row(['method', ...withEwc]), row(['---', ...withEwc.map(() => '---:')]));
+    for (const m of [...MAIN_METHODS, ...ABLATION_METHODS]) {
+      if (!withEwc.some((t) => j.ewc![t][m])) continue;
+      out.push(row([m, ...withEwc.map((t) => {
+        const c = j.ewc![t][m];
+        const full = j.ewc![t].full;
+        if (!c) return '—';
+        const ratio = full && m !== 'full' ? ` (×${(c.mean / full.mean).toFixed(2)})` : '';
+        return `${c.mean.toPrecision(3)} ± ${c.std.toPrecision(2)}${ratio}`;
+      })]));
+    }
+    out.push('');
+  }
   if (j.tau_sweep) {
     out.push(`## τ sweep on ${j.tau_sweep.target} (diff-tuning, ${j.tau_sweep.seeds} seed${j.tau_sweep.seeds === 1 ? '' : 's'})`, '',
       row(['τ', 'FID', 'runs']), row(['---:', '---:', '---:']));

@@ -7,17 +7,19 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { configureThreads } from '../../src/cli/threads';
 import { ImageDataset } from '../../src/data/image-dataset';
+import { ewcDistance } from '../../src/eval/ewc';
+import { fisherOnBank, pretrainedAs, pretrainedConfig } from '../../src/eval/ewc-setup';
 import { loadExtractor } from '../../src/eval/extractor';
 import { DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, ReferenceSpec } from '../../src/eval/reference-stats';
 import { DiT } from '../../src/models/dit';
 import { loadDiT } from '../../src/models/dit-io';
 import * as torch from '../../src/torch';
-import { Device } from '../../src/torch';
+import { Device, Tensor } from '../../src/torch';
 import { resolveConfig } from '../../src/tuning/config';
 import { prepareInputs } from '../../src/tuning/setup';
 import { Trainer } from '../../src/tuning/trainer';
 import { writeFileAtomic } from '../../src/tuning/write-atomic';
-import { readJsonFile, RunJob, RunOutcome } from './job';
+import { readJsonFile, RunEwc, RunJob, RunOutcome } from './job';
 import { trainerMethod } from './methods';
 import { evalLabels, fidOfSamples, sampleModel, SamplingProtocol } from './sample-fid';
 import { stratifiedSubsample } from './subsample';
@@ -103,19 +105,43 @@ export async function executeRun(job: RunJob, log: (m: string) => void): Promise
     const evalStart = Date.now();
     const samples = torch.noGrad(() => trainer.ema.swapInto(trainer.model, () => sampleModel(trainer.model, labels, job.spec.seed, protocol)));
     const fid = await fidOfSamples(samples, ref, extractor, log);
+    const evalSeconds = (Date.now() - evalStart) / 1000;
+    const ewc = job.ewc ? await ewcOfRun(job, trainer.model, trainer.ema.stateDict(trainer.model), log) : undefined;
     const outcome: RunOutcome = {
       ...fid,
       trainImages: target.length,
       bankItems: bank?.length ?? 0,
       trainSeconds,
-      evalSeconds: (Date.now() - evalStart) / 1000,
+      evalSeconds,
       stepSeconds: stepsRun > 0 ? trainSeconds / stepsRun : 0,
+      ...(ewc ? { ewc } : {}),
     };
     target.dispose();
     (bank as ImageDataset | null)?.dispose();
     return outcome;
   } finally {
     extractor.dispose();
+  }
+}
+
+/** The EMA weights' EWC against the source: the source's Fisher on the bank, taken in the run's architecture. */
+export async function ewcOfRun(job: RunJob, model: DiT, ema: Map<string, Tensor>, log: (m: string) => void): Promise<RunEwc> {
+  const e = job.ewc!;
+  const device = job.device as Device;
+  const base = pretrainedConfig(job.source, job.sourceConfig);
+  const source = pretrainedAs(job.source, base, model.config, { device });
+  const started = Date.now();
+  try {
+    const fisher = await fisherOnBank(source, e.bankDir, { items: e.items, draws: e.draws, seed: e.seed, labels: 'null', modelFile: job.source, device });
+    try {
+      const r = ewcDistance(fisher, new Map(source.namedParameters()), ema);
+      log(`${job.id}: EWC ${r.total.toPrecision(4)} against the source (Fisher on ${fisher.items} bank items, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      return { items: fisher.items, draws: e.draws, total: r.total, changed: r.changed, meanOverChanged: r.meanOverChanged };
+    } finally {
+      for (const v of fisher.values.values()) v.dispose();
+    }
+  } finally {
+    disposeModel(source);
   }
 }
 

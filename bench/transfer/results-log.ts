@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import { JsonlLogger, readJsonl } from '../../src/report/jsonl';
 import { RunSpec, runId } from './plan';
 import type { FidResult } from './sample-fid';
+import type { RunEwc } from './job';
 
 /** What a run's number depends on besides its spec. */
 export interface Experiment {
@@ -35,6 +36,8 @@ export interface RunRecord extends RunSpec, Omit<FidResult, 'warnings'> {
   /** Mean seconds per optimizer step (0 for the pretrained reference). */
   stepSeconds: number;
   device: string;
+  /** EWC of the run's EMA weights against the source (runs made with --ewc-items > 0). */
+  ewc?: RunEwc;
   /** The benchmark command that made the run. */
   command?: string;
   finished: string;
@@ -58,6 +61,12 @@ export function readRunRecords(file: string): RunRecord[] {
     }
     if (typeof r.key !== 'string' || typeof r.target !== 'string' || typeof r.method !== 'string') {
       throw new Error(`${file}: record ${i + 1}: expected string 'key', 'target' and 'method'`);
+    }
+    if (r.ewc !== undefined) {
+      const e = r.ewc as Record<string, unknown>;
+      if (typeof e !== 'object' || e === null || !['items', 'draws', 'total', 'changed', 'meanOverChanged'].every((k) => typeof e[k] === 'number')) {
+        throw new Error(`${file}: record ${i + 1} (${String(r.id)}): 'ewc' must be {items, draws, total, changed, meanOverChanged} numbers`);
+      }
     }
     return [r as unknown as RunRecord];
   });

@@ -155,7 +155,9 @@ async function main(): Promise<void> {
     return;
   }
 
-  const bankNeeded = largestBank(pending);
+  // EWC needs the bank too (its Fisher's inputs), also when no pending run replays it.
+  const ewcWanted = s.ewcItems > 0 && fineTunes.length > 0;
+  const bankNeeded = Math.max(largestBank(pending), ewcWanted ? s.ewcItems : 0);
   const bankDir = bankNeeded > 0
     ? await ensureBank({ source: s.source, sourceConfig, sourceSha256, work: s.work, n: bankNeeded, steps: s.bankSteps, cfg: s.cfg, device, log })
     : null;
@@ -169,6 +171,7 @@ async function main(): Promise<void> {
       runDir: runDirOf(r, key), source: s.source, sourceConfig, dataDir: dataDir(r.target), bankDir: r.bankSize > 0 ? bankDir : null,
       steps: s.steps, batch: s.batch, trainSize: s.trainSize, subsetSeed: s.subsetSeed, emaDecay, device: s.device,
       evalSamples: s.evalSamples, evalSteps: s.evalSteps, evalBatch: s.evalBatch, cfg: s.cfg, extractor: s.extractor,
+      ewc: ewcWanted && bankDir ? { bankDir, items: s.ewcItems, draws: 1, seed: 0 } : null,
     };
     log(`[${i + 1}/${pending.length}] ${r.id}`);
     const t0 = Date.now();
@@ -176,7 +179,7 @@ async function main(): Promise<void> {
     const record: RunRecord = {
       kind: 'run', key, id: r.id, ...job.spec, metric: o.metric, fid: o.fid, kid: o.kid, kidStd: o.kidStd, samples: o.samples,
       refImages: o.refImages, trainImages: o.trainImages, bankItems: o.bankItems, trainSeconds: o.trainSeconds, evalSeconds: o.evalSeconds,
-      stepSeconds: o.stepSeconds, device: s.device, command, finished: new Date().toISOString(), warnings: o.warnings,
+      stepSeconds: o.stepSeconds, ...(o.ewc ? { ewc: o.ewc } : {}), device: s.device, command, finished: new Date().toISOString(), warnings: o.warnings,
     };
     appendRunRecord(logFile, record);
     done.set(key, record);

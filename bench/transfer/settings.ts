@@ -81,6 +81,8 @@ export interface BenchSettings extends BudgetNumbers {
   extractor: string;
   /** Keep every run's model.safetensors (default: only the one the forgetting curve probes). */
   keepModels: boolean;
+  /** Bank items in each run's EWC Fisher (0: no EWC). */
+  ewcItems: number;
   /** Print the plan (runs, steps, samples) and stop. */
   dryRun: boolean;
   /** Write the tables from the runs already in the log, run nothing. */
@@ -105,6 +107,7 @@ export const USAGE = `usage: npm run bench:transfer -- [flags]
   --tau-values 0,0.5,1,1.5,2 --bank-sizes 0,64,256,1024 --sweep-seeds K
   --forgetting-samples N --forgetting-splits 0,0.1,...,1
   --keep-models             keep every run's model.safetensors (default: only the forgetting curve's)
+  --ewc-items N             bank items in the Fisher of each run's EWC against the source (default 256; 0: no EWC)
   --dry-run                 print the plan and stop
   --report-only             write transfer.json/.md from the finished runs in the log; run nothing`;
 
@@ -187,6 +190,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
       case '--forgetting-samples': given.forgettingSamples = args.int(args.value(), '--forgetting-samples'); break;
       case '--forgetting-splits': given.forgettingSplits = numberList(args.value(), '--forgetting-splits', { min: 0, max: 1 }).sort((a, b) => a - b); break;
       case '--keep-models': given.keepModels = true; break;
+      case '--ewc-items': given.ewcItems = nonNegative(args.value(), '--ewc-items'); break;
       case '--dry-run': given.dryRun = true; break;
       case '--report-only': given.reportOnly = true; break;
       default: fail(`unknown flag '${f}'`);
@@ -213,6 +217,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
     evalBatch: 250,
     extractor: 'iconnet',
     keepModels: false,
+    ewcItems: 256,
     dryRun: false,
     reportOnly: false,
     ...given,

@@ -2,15 +2,12 @@
 // distance of fine-tuned weights from the pretrained ones under the pretrained model's diagonal Fisher
 // on its knowledge bank (src/eval/ewc.ts). Several fine-tuned models share one Fisher.
 import * as path from 'path';
-import { sha256File } from '../data/hash';
-import { createDiffusion } from '../diffusion/create';
-import { diagonalFisher, DiagonalFisher, ewcDistance, EwcResult } from '../eval/ewc';
-import { DiT, DiTConfig } from '../models/dit';
-import { loadDiT, readDiTConfig, siblingConfig } from '../models/dit-io';
+import { DiagonalFisher, ewcDistance, EwcResult } from '../eval/ewc';
+import { checkSameArchitecture, fisherOnBank, pretrainedAs, pretrainedConfig } from '../eval/ewc-setup';
+import { DiT } from '../models/dit';
+import { loadDiT } from '../models/dit-io';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
-import { bankLabels } from '../tuning/bank';
-import { openBank } from '../tuning/setup';
 import { writeFileAtomic } from '../tuning/write-atomic';
 import { parseFlags } from './args';
 import { configureThreads } from './threads';
@@ -29,28 +26,12 @@ const FLAGS = {
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
 } as const;
 
-/** Config fields a fine-tuned model shares with its pretrained one (the label table may be new: compared by shape). */
-const SAME_ARCHITECTURE = ['inputSize', 'patchSize', 'inChannels', 'hiddenSize', 'depth', 'numHeads', 'mlpRatio', 'learnSigma'] as const;
-
 export interface EwcReport {
   command: string;
   pretrained: string;
   bank: string;
   fisher: { items: number; draws: number; samples: number; labels: string; seed: number; seconds: number };
   models: Array<{ file: string } & EwcResult>;
-}
-
-/**
- * The model the Fisher is taken at: the pretrained weights in the fine-tuned architecture, so that
- * DiffFit's gammas (absent from the pretrained file) enter at their identity value 1 and get a Fisher too.
- */
-function pretrainedAs(file: string, config: DiTConfig, device: Device, key: string | undefined): DiT {
-  const { model, report } = loadDiT(file, { config, device, key, partial: true });
-  const bad = [...report.missing.filter((k) => !/\.gamma[12]$/.test(k)), ...report.unexpected, ...report.mismatched.map((m) => m.key)];
-  if (bad.length) {
-    throw new Error(`--pretrained ${file} does not match the fine-tuned models' architecture (${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', ...' : ''})`);
-  }
-  return model;
 }
 
 function stateOf(model: DiT): Map<string, Tensor> {
@@ -75,53 +56,27 @@ export async function runEwc(argv: string[], log: (m: string) => void = (m) => c
   let fisher: DiagonalFisher | null = null;
   let pretrained: DiT | null = null;
   try {
-    const configFile = flags['pretrained-config'] || siblingConfig(flags.pretrained);
-    if (!configFile) throw new Error(`--pretrained ${flags.pretrained}: no config JSON beside it; pass --pretrained-config`);
-    const base = readDiTConfig(configFile);
+    const base = pretrainedConfig(flags.pretrained, flags['pretrained-config']);
     const arch = finetuned[0].model.config;
     for (const f of finetuned) {
-      const c = f.model.config;
-      for (const k of SAME_ARCHITECTURE) {
-        if (c[k] !== base[k]) throw new Error(`--finetuned ${f.file}: ${k} ${c[k]}, but the pretrained model has ${base[k]}; EWC compares weights of one architecture`);
-      }
-      if (c.useGamma !== arch.useGamma || c.gammaDepth !== arch.gammaDepth) {
+      checkSameArchitecture(base, f.model.config, `--finetuned ${f.file}`);
+      if (f.model.config.useGamma !== arch.useGamma || f.model.config.gammaDepth !== arch.gammaDepth) {
         throw new Error(`--finetuned ${f.file}: DiffFit gammas differ from ${files[0]}'s; one Fisher serves one architecture (run them separately)`);
       }
     }
-    pretrained = pretrainedAs(flags.pretrained, { ...base, useGamma: arch.useGamma, gammaDepth: arch.gammaDepth }, device, key);
-    const c = pretrained.config;
-    if (flags.labels === 'null' && !(c.classDropoutProb > 0)) {
-      throw new Error(`--labels null: the pretrained model has no null label row (class_dropout_prob 0); use --labels bank`);
-    }
-    // The Fisher must stand for this model's knowledge: a bank from another model is refused.
-    const bank = await openBank(flags.bank, { resolution: c.inputSize, modelSha256: sha256File(flags.pretrained) });
-    const items = Math.min(flags.n, bank.source.length);
-    const labels = flags.labels === 'null'
-      ? new Array<number>(items).fill(c.numClasses)
-      : bankLabels(bank.manifest.settings, 0, items);
+    pretrained = pretrainedAs(flags.pretrained, base, arch, { device, key });
     const started = Date.now();
-    const diffusion = createDiffusion({ timestepRespacing: '', learnSigma: c.learnSigma });
-    try {
-      const inputs = bank.source.batch(Array.from({ length: items }, (_, i) => i));
-      try {
-        const x = inputs.x.to({ device });
-        log(`Fisher of ${flags.pretrained} on ${items} bank items x ${flags.draws} draw(s), ${flags.labels} labels`);
-        fisher = diagonalFisher(pretrained, {
-          inputs: x, labels, diffusion, draws: flags.draws, seed: flags.seed,
-          onProgress: (done, total) => { if (done % 64 === 0 || done === total) log(`  ${done}/${total}`); },
-        });
-        if (x !== inputs.x) x.dispose();
-      } finally {
-        inputs.x.dispose();
-        inputs.y.dispose();
-      }
-    } finally {
-      diffusion.dispose();
-      bank.source.dispose();
-    }
+    log(`Fisher of ${flags.pretrained} on up to ${flags.n} bank items x ${flags.draws} draw(s), ${flags.labels} labels`);
+    // The Fisher must stand for this model's knowledge: a bank from another model is refused.
+    const onBank = await fisherOnBank(pretrained, flags.bank, {
+      items: flags.n, draws: flags.draws, seed: flags.seed, labels: flags.labels, modelFile: flags.pretrained, device,
+      onProgress: (done, total) => { if (done % 64 === 0 || done === total) log(`  ${done}/${total}`); },
+    });
+    fisher = onBank;
+    const items = onBank.items;
     const seconds = Math.round((Date.now() - started) / 100) / 10;
     const theta0 = stateOf(pretrained);
-    const models = finetuned.map((f) => ({ file: path.resolve(f.file), ...ewcDistance(fisher!, theta0, stateOf(f.model)) }));
+    const models = finetuned.map((f) => ({ file: path.resolve(f.file), ...ewcDistance(onBank, theta0, stateOf(f.model)) }));
     for (const m of models) {
       log(`${m.file}: EWC ${m.total.toPrecision(4)} (${m.changed} of ${m.elements} weights moved; ${m.meanOverChanged.toExponential(3)} per moved weight)` +
         (m.notInFisher.length ? `; ${m.notInFisher.length} adapter tensors not counted` : ''));
@@ -130,7 +85,7 @@ export async function runEwc(argv: string[], log: (m: string) => void = (m) => c
       command: `difftune ewc ${argv.join(' ')}`,
       pretrained: path.resolve(flags.pretrained),
       bank: path.resolve(flags.bank),
-      fisher: { items, draws: flags.draws, samples: fisher.samples, labels: flags.labels, seed: flags.seed, seconds },
+      fisher: { items, draws: flags.draws, samples: onBank.samples, labels: flags.labels, seed: flags.seed, seconds },
       models,
     };
     writeFileAtomic(flags.out, JSON.stringify(report, null, 2) + '\n');
