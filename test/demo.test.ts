@@ -137,6 +137,14 @@ async function checkReport(out: string, s: DemoSettings, o: { extractor: string;
   assert.deepEqual(points.map((p: { split: number }) => p.split), [...s.forgetting.splits].sort((a, b) => a - b));
   for (const p of points) assert.ok(Number.isFinite(p.fid), `forgetting FID at ${p.split} is finite`);
   assert.ok(refs.includes('forgetting/forgetting.svg'));
+
+  // EWC: both runs moved the source's weights by a finite, positive amount, shown in the report.
+  for (const m of ['full', 'diff-tuning']) {
+    const v = results.ewc[m];
+    assert.ok(Number.isFinite(v) && v > 0, `${m}: EWC ${v} is finite and > 0`);
+    assert.ok(html.includes(`<td>${v.toPrecision(3)}</td>`), `${m}: EWC ${v.toPrecision(3)} is in the table`);
+  }
+  assert.equal(results.ewc.items, s.bank.n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,8 +278,8 @@ test('the pipeline on a tiny stand-in: report, metrics, grids, plots; a rerun re
   const lines: string[] = [];
   const first = await runDemoPipeline(s, { log: (m) => lines.push(m) });
   assert.equal(first.reportFile, path.join(out, 'report', 'index.html'));
-  for (let k = 1; k <= 7; k++) assert.ok(lines.some((l) => l.includes(`[${k}/7]`)), `step ${k} is announced`);
-  assert.equal(lines.filter((l) => /done in [\d.]+ s/.test(l)).length, 7, 'every step prints its time');
+  for (let k = 1; k <= 8; k++) assert.ok(lines.some((l) => l.includes(`[${k}/8]`)), `step ${k} is announced`);
+  assert.equal(lines.filter((l) => /done in [\d.]+ s/.test(l)).length, 8, 'every step prints its time');
   await checkReport(out, s, { extractor: `iconnet:${extractorFile}`, imageSize: 8 });
   // The training folder is a stratified copy; the held-out folder holds the rest.
   const count = (d: string): number => fs.readdirSync(d).reduce((n, c) => n + fs.readdirSync(path.join(d, c)).length, 0);

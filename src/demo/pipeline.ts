@@ -1,6 +1,6 @@
 // `difftune demo`, end to end: target data -> source model -> knowledge bank -> full and Diff-Tuning
 // fine-tunes with the same budget and seed -> FID/KID of pretrained, full and Diff-Tuning samples ->
-// chain-of-forgetting curve -> OUT/report/index.html. Each step prints what it does and its time.
+// chain-of-forgetting curve -> EWC against the source -> OUT/report/index.html. Each step prints what it does and its time.
 import * as fs from 'fs';
 import * as path from 'path';
 import { sha256File } from '../data/hash';
@@ -12,6 +12,7 @@ import { loadDiT, readDiTConfig, siblingConfig } from '../models/dit-io';
 import { writeFileAtomic } from '../tuning/write-atomic';
 import { demoBank } from './bank-step';
 import { demoEvaluation, EvaluatedModel, gridIndices } from './evaluation-step';
+import { demoEwc } from './ewc-step';
 import { lossCurveSvg, timestepLawsSvg } from './figures';
 import { demoFinetune, demoTrainConfig, DemoMethod, FinetuneRun } from './finetune-step';
 import { demoForgetting } from './forgetting-step';
@@ -64,7 +65,7 @@ export async function runDemoPipeline(s: DemoSettings, deps: DemoDeps = {}): Pro
   const out = path.resolve(s.out);
   const reportDir = path.join(out, 'report');
   const dataDir = path.resolve(s.dataDir || defaultOut(s.dataset));
-  const timer = new StepTimer(7, log);
+  const timer = new StepTimer(8, log);
   const warnings: string[] = [];
   const sourceConfigFile = checkSource(s);
   const extractor: DemoExtractor = deps.extractor ?? loadExtractor(s.extractor);
@@ -156,7 +157,12 @@ export async function runDemoPipeline(s: DemoSettings, deps: DemoDeps = {}): Pro
       extractor, reference: reference!, dir: path.join(reportDir, 'forgetting'), log,
     }));
 
-    // 7. Report.
+    // 7. Forgetting of the source, as EWC.
+    const ewc = await timer.run(`Forgetting of the source (EWC): the source's Fisher on its ${bank.count}-sample bank`, () => demoEwc({
+      source: source.model, sourceFile: s.source, bankDir, items: bank.count, seed: s.seed, full: model('full'), diffTuning: model('diff-tuning'), log,
+    }));
+
+    // 8. Report.
     const report = await timer.run('Report', () => {
       writeFileAtomic(path.join(reportDir, 'loss.svg'), lossCurveSvg([
         { name: MODEL_NAMES.full, records: runs.full.log },
@@ -181,6 +187,7 @@ export async function runDemoPipeline(s: DemoSettings, deps: DemoDeps = {}): Pro
           svg: path.relative(reportDir, forgetting.files.svg),
           grid: forgetting.files.grids[0] ? path.relative(reportDir, forgetting.files.grids[0]) : null,
         },
+        ewc,
         extractor: { name: extractor.name, file: extractor.weightsFile ?? null, sha256: extractor.weightsHash ?? null },
         timings: timer.timings,
         warnings,
@@ -190,6 +197,7 @@ export async function runDemoPipeline(s: DemoSettings, deps: DemoDeps = {}): Pro
         metrics: Object.fromEntries(data.metrics.map((m) => [m.method, { fid: m.fid, kid: m.kid, kid_std: m.kidStd, n: m.n }])),
         relative_promotion: Number.isFinite(promotion) ? promotion : null,
         forgetting: data.forgetting.points.map((p) => ({ split: p.split, fid: p.fid })),
+        ewc: { items: ewc.items, full: ewc.full.total, 'diff-tuning': ewc['diff-tuning'].total },
         extractor: data.extractor,
         settings: s,
         timings: timer.timings,

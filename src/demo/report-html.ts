@@ -5,6 +5,7 @@ import { ForgettingPoint } from '../eval/forgetting';
 import { DiTConfig } from '../models/dit';
 import { escapeXml } from '../report/plot';
 import { TrainConfig } from '../tuning/config';
+import { DemoEwc } from './ewc-step';
 import { SampleMetrics } from './metrics';
 import { DemoSettings } from './settings';
 import { formatSeconds, StepTiming } from './step-timer';
@@ -28,6 +29,7 @@ export interface ReportData {
   /** (FID_full - FID_dt) / FID_full. */
   promotion: number;
   forgetting: { model: string; points: ForgettingPoint[]; svg: string; grid: string | null };
+  ewc: DemoEwc;
   extractor: { name: string; file: string | null; sha256: string | null };
   timings: StepTiming[];
   warnings: string[];
@@ -109,6 +111,22 @@ ${rows}
 ${d.forgetting.grid ? `<figure><img class="pixel" src="${esc(d.forgetting.grid)}" alt="samples along the chain"><figcaption>One row per switch point (top: s = ${d.forgetting.points[0]?.split ?? 0}), the same 8 noises.</figcaption></figure>` : ''}`;
 }
 
+function ewcSection(d: ReportData): string {
+  const row = (name: string, r: DemoEwc['full']): string =>
+    `<tr><td>${esc(name)}</td><td>${r.total.toPrecision(3)}</td><td>${r.changed}</td><td>${r.meanOverChanged.toPrecision(3)}</td></tr>`;
+  const ratio = d.ewc['diff-tuning'].total / d.ewc.full.total;
+  return `<h2>What each run overwrote (EWC)</h2>
+<p>The paper's second forgetting measure (its Figure 5b): EWC = Σ<sub>i</sub> F<sub>i</sub> (θ<sub>i</sub> − θ<sub>0,i</sub>)², where F is the
+pretrained model's diagonal Fisher, the mean squared per-sample gradient of its own training loss on the ${d.ewc.items} bank images (null label,
+uniform t). It weighs each weight's change by how much the source model's denoising depends on it: lower means less of the
+source knowledge was overwritten. Diff-Tuning / full = <strong id="ewc-ratio">${fmt(ratio, 2)}</strong>.</p>
+<table id="ewc"><thead><tr><th>model</th><th>EWC</th><th>weights moved</th><th>EWC per moved weight</th></tr></thead>
+<tbody>
+${row('full fine-tuning', d.ewc.full)}
+${row('Diff-Tuning', d.ewc['diff-tuning'])}
+</tbody></table>`;
+}
+
 function settingsSection(d: ReportData): string {
   const s = d.settings;
   const c = d.source.config;
@@ -187,6 +205,8 @@ The replay loss is Diff-Tuning's retention term on the bank, weighted by 0.1 in 
 <img class="plot" src="loss.svg" alt="training loss curves">
 
 ${forgettingSection(d)}
+
+${ewcSection(d)}
 
 ${settingsSection(d)}
 <p>Made by <code>difftune demo${s.quick ? ' --quick' : ''}</code>. The runs, bank, data subsets and raw samples are beside this folder
