@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { aggregate, meanStd, monotoneRise, relativePromotion } from '../bench/transfer/aggregate';
 import { scaledEmaDecay } from '../src/tuning/ema-budget';
 import { decimalsFor, formatMeanStd, formatPercent, mainTable, pairedTable, renderMarkdown } from '../bench/transfer/markdown';
-import { signTestP } from '../bench/transfer/paired';
+import { formatP, signTestP } from '../bench/transfer/paired';
 import { MAIN_METHODS, METHOD_NAMES } from '../bench/transfer/methods';
 import { bankSweepRun, methodRun, planRuns, RunSpec, runId } from '../bench/transfer/plan';
 import { appendRunRecord, Experiment, readRunRecords, recordsByKey, RunRecord, runKey } from '../bench/transfer/results-log';
@@ -194,6 +194,9 @@ test('aggregate: the transfer.json shape, averages and relative promotion', () =
   assert.equal(j.relative_promotion['reconsolidation-only'].mean_over_targets, null);
   assert.deepEqual(j.missing, [runId(methodRun('b', 'difffit+diff-tuning', { tau: 1, bankSize: 32, seed: 1 }))]);
   assert.equal(j.complete, false);
+  // Diff-Tuning on top of DiffFit, paired by seed: a −2, −1; b −5 (seed 1 of b has no difffit+diff-tuning run).
+  assert.deepEqual([j.paired_difffit!.all.n, j.paired_difffit!.all.lower], [3, 3]);
+  close(j.paired_difffit!.all.mean, -8 / 3, 1e-12);
   // A method missing on a target has no average.
   const partial = aggregate(tableRecords({ a: { full: [10], difffit: [9] }, b: { full: [20] } }),
     { targets: ['a', 'b'], steps: 1, seeds: 1, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
@@ -208,6 +211,8 @@ test('paired differences against full: per target, over all pairs, the sign test
   assert.equal(signTestP(2, 4), 1);
   assert.equal(signTestP(0, 0), 1);
   assert.throws(() => signTestP(4, 3), /0 <= k <= n/);
+  assert.equal(formatP(0.0352), '0.035');
+  assert.equal(formatP(2 / 32768), '6.1e-5');
   // Seed noise shared by both methods (seed 1 is 10 worse for both) cancels in the pairs.
   const byId = tableRecords({
     a: { full: [10, 20, 12], 'diff-tuning': [9, 19, 13], 'retention-only': [11, 21, 13], 'reconsolidation-only': [9, 19, 11] },
@@ -228,6 +233,7 @@ test('paired differences against full: per target, over all pairs, the sign test
   assert.deepEqual(Object.keys(j.paired['retention-only'].targets), ['a']);
   assert.equal(j.paired['retention-only'].all.lower, 0);
   assert.equal(j.paired.difffit, undefined);
+  assert.equal(j.paired_difffit, null);
   // The ablations also pair against diff-tuning: retention-only is 2, 2, 0 above it.
   const ret = j.paired_ablation['retention-only'];
   assert.deepEqual([ret.all.n, ret.all.lower], [3, 0]);

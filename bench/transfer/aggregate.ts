@@ -36,6 +36,8 @@ export interface TransferJson {
   paired: Record<string, PairedComparison>;
   /** FID_ablation − FID_diff-tuning per seed on the ablation target: is each half worse than both together? */
   paired_ablation: Record<string, PairedComparison>;
+  /** FID_difffit+diff-tuning − FID_difffit per seed: Diff-Tuning's effect with PEFT (null: no pair measured). */
+  paired_difffit: PairedComparison | null;
   kid: { average: Record<string, number>; targets: Record<string, Record<string, MeanStd>> };
   pretrained: Record<string, number>;
   ablation_target: string | null;
@@ -162,6 +164,7 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     relative_promotion: promotion,
     paired,
     paired_ablation: pairedAblation,
+    paired_difffit: pairedAgainst('difffit', 'difffit+diff-tuning', o.targets, seeds, fidOf),
     kid: { average: averageOf(tables.kid), targets: tables.kid },
     pretrained,
     ablation_target: o.ablationTarget,

@@ -3,7 +3,7 @@
 // exact command that produced them. Pure: formatting only.
 import { MeanStd, TransferJson } from './aggregate';
 import { ABLATION_METHODS, MAIN_METHODS } from './methods';
-import { PairedDifference } from './paired';
+import { formatP, PairedDifference } from './paired';
 
 /** Decimals that show a value to about three significant digits (at least one decimal, and two for values from 1 to 100). */
 export function decimalsFor(v: number): number {
@@ -65,7 +65,7 @@ export function pairedCell(d: PairedDifference | undefined): string {
 export function pairedTable(j: TransferJson, targets: string[]): string {
   const lines = [row(['method − full', ...targets, 'all pairs', 'sign test p']), row(['---', ...targets.map(() => '---:'), '---:', '---:'])];
   for (const [method, c] of Object.entries(j.paired)) {
-    lines.push(row([method, ...targets.map((t) => pairedCell(c.targets[t])), pairedCell(c.all), c.all.sign_test_p.toFixed(3)]));
+    lines.push(row([method, ...targets.map((t) => pairedCell(c.targets[t])), pairedCell(c.all), formatP(c.all.sign_test_p)]));
   }
   return lines.join('\n');
 }
@@ -99,6 +99,11 @@ export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownEx
       'starting noise), so the sampling noise that makes the per-cell ± large mostly cancels; negative = better than full. ' +
       '"lower k/n": pairs where the method beat full. The sign test asks how likely that count is if neither method were better.', '',
       pairedTable(j, targets), '');
+    const d = j.paired_difffit;
+    if (d) {
+      out.push('Diff-Tuning on top of DiffFit (FID_difffit+diff-tuning − FID_difffit, paired by seed): ' +
+        `${targets.map((t) => `${t} ${pairedCell(d.targets[t])}`).join(', ')}; all pairs ${pairedCell(d.all)}, sign test p ${formatP(d.all.sign_test_p)}.`, '');
+    }
   }
   if (j.ablation_target) {
     const t = j.ablation_target;
@@ -112,7 +117,7 @@ export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownEx
     if (ablations.length) {
       out.push('Each half against Diff-Tuning (both halves), paired by seed (FID_ablation − FID_diff-tuning; positive = the ablation is worse, as the paper finds):', '',
         row(['ablation − diff-tuning', t, 'sign test p']), row(['---', '---:', '---:']));
-      for (const [m, c] of ablations) out.push(row([m, pairedCell(c.targets[t]), c.all.sign_test_p.toFixed(3)]));
+      for (const [m, c] of ablations) out.push(row([m, pairedCell(c.targets[t]), formatP(c.all.sign_test_p)]));
       out.push('');
     }
   }

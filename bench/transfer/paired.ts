@@ -32,6 +32,11 @@ function summarize(diffs: readonly number[]): PairedDifference {
   return { mean, std, n, lower: diffs.filter((d) => d < 0).length };
 }
 
+/** A p-value with three decimals, or in exponent form below 0.001 (so a tiny p never reads as 0.000). */
+export function formatP(p: number): string {
+  return p >= 0.001 ? p.toFixed(3) : p.toExponential(1);
+}
+
 /** P(|K − n/2| ≥ |k − n/2|) for K ~ Binomial(n, 1/2): the two-sided sign test. */
 export function signTestP(k: number, n: number): number {
   if (!Number.isInteger(k) || !Number.isInteger(n) || n < 0 || k < 0 || k > n) {
