@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import * as torch from '../src/torch';
 import { Tensor } from '../src/torch';
+import { DiT } from '../src/models/dit';
 
 class Net extends torch.nn.Module {
   readonly fc1 = this.registerModule('fc1', new torch.nn.Linear(64, 256));
@@ -91,4 +92,15 @@ test('a 2,000-step training loop does not grow native handles or resident memory
   const growth = rssMiB() - rss;
   assert.ok(growth < 16, `resident memory grew by ${growth.toFixed(1)} MiB over 1,800 steps`);
   assert.ok(Number.isFinite(loss));
+});
+
+test('Module.dispose frees every parameter and buffer at once', () => {
+  const before = torch.liveTensorCount();
+  const model = new DiT({ inputSize: 8, patchSize: 2, inChannels: 3, hiddenSize: 32, depth: 2, numHeads: 2, numClasses: 4, classDropoutProb: 0.1 });
+  const owned = model.parameters().length + model.namedBuffers().length;
+  assert.ok(torch.liveTensorCount() >= before + owned);
+  model.dispose();
+  assert.equal(torch.liveTensorCount(), before);
+  assert.ok([...model.parameters(), ...model.namedBuffers().map(([, b]) => b)].every((t) => t.isDisposed));
+  assert.throws(() => model.parameters()[0].sum(), /use of a disposed tensor/);
 });

@@ -60,10 +60,6 @@ function denoiser(m: DiT): ConditionalDenoiser {
   return { forward: (x, t, y) => m.forward(x, t, y), numClasses: m.config.numClasses, nullLabel: m.config.numClasses };
 }
 
-function disposeModel(m: DiT): void {
-  for (const p of m.parameters()) p.dispose();
-  for (const [, b] of m.namedBuffers()) b.dispose();
-}
 
 /** The curve already in r.outDir when it was made with r's settings, else null. */
 export function savedForgettingCurve(r: Pick<ForgettingRequest, 'outDir' | 'runKey' | 'samples' | 'splits' | 'steps' | 'cfg' | 'seed' | 'extractor'>): ForgettingSummary | null {
@@ -110,7 +106,7 @@ export async function forgettingCurve(r: ForgettingRequest): Promise<ForgettingS
   } finally {
     diffusion.dispose();
     extractor.dispose();
-    disposeModel(pretrained);
-    disposeModel(finetuned);
+    pretrained.dispose();
+    finetuned.dispose();
   }
 }

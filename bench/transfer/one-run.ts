@@ -24,10 +24,6 @@ import { trainerMethod } from './methods';
 import { evalLabels, fidOfSamples, sampleModel, SamplingProtocol } from './sample-fid';
 import { stratifiedSubsample } from './subsample';
 
-function disposeModel(m: DiT): void {
-  for (const p of m.parameters()) p.dispose();
-  for (const [, b] of m.namedBuffers()) b.dispose();
-}
 
 /** The trainer config of a job (written to the run folder as config.json). */
 export function jobConfig(job: RunJob) {
@@ -67,7 +63,7 @@ export async function executeRun(job: RunJob, log: (m: string) => void): Promise
         const fid = await fidOfSamples(samples, ref, extractor, log);
         return { ...fid, trainImages: 0, bankItems: 0, trainSeconds: 0, evalSeconds: (Date.now() - started) / 1000, stepSeconds: 0 };
       } finally {
-        disposeModel(model);
+        model.dispose();
       }
     }
 
@@ -141,7 +137,7 @@ export async function ewcOfRun(job: RunJob, model: DiT, ema: Map<string, Tensor>
       for (const v of fisher.values.values()) v.dispose();
     }
   } finally {
-    disposeModel(source);
+    source.dispose();
   }
 }
 

@@ -52,7 +52,6 @@ export async function runEwc(argv: string[], log: (m: string) => void = (m) => c
   const key = flags.key || undefined;
 
   const finetuned = files.map((f) => ({ file: f, model: loadDiT(f, { device, key }).model }));
-  const disposeAll = (m: DiT): void => { for (const p of m.parameters()) p.dispose(); for (const [, b] of m.namedBuffers()) b.dispose(); };
   let fisher: DiagonalFisher | null = null;
   let pretrained: DiT | null = null;
   try {
@@ -93,7 +92,7 @@ export async function runEwc(argv: string[], log: (m: string) => void = (m) => c
     return report;
   } finally {
     if (fisher) for (const v of fisher.values.values()) v.dispose();
-    if (pretrained) disposeAll(pretrained);
-    for (const f of finetuned) disposeAll(f.model);
+    pretrained?.dispose();
+    for (const f of finetuned) f.model.dispose();
   }
 }

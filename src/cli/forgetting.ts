@@ -130,11 +130,7 @@ export async function runForgetting(argv: string[], deps: ForgettingDeps = {}): 
     }
   } finally {
     if (!deps.extractor) extractor?.dispose();
-    for (const m of [pretrained, finetuned]) disposeModule(m);
+    for (const m of [pretrained, finetuned]) m.dispose();
   }
 }
 
-function disposeModule(m: DiT): void {
-  for (const p of m.parameters()) p.dispose();
-  for (const [, b] of m.namedBuffers()) b.dispose();
-}

@@ -40,10 +40,6 @@ export interface DemoResult {
 
 export const MODEL_NAMES: Record<'pretrained' | DemoMethod, string> = { pretrained: 'pretrained', full: 'full fine-tuning', 'diff-tuning': 'Diff-Tuning' };
 
-function disposeModel(m: DiT): void {
-  for (const p of m.parameters()) p.dispose();
-  for (const [, b] of m.namedBuffers()) b.dispose();
-}
 
 /** Checks the source model before anything long runs; returns its config file. */
 function checkSource(s: DemoSettings): string {
@@ -209,7 +205,7 @@ export async function runDemoPipeline(s: DemoSettings, deps: DemoDeps = {}): Pro
     return { ...report, metrics, promotion, seconds: timer.elapsedSeconds };
   } finally {
     (reference as Reference | null)?.dispose();
-    for (const m of models) disposeModel(m);
+    for (const m of models) m.dispose();
     if (!deps.extractor) extractor.dispose?.();
   }
 }

@@ -35,7 +35,7 @@ export function pretrainedAs(file: string, base: DiTConfig, finetuned: DiTConfig
   const { model, report } = loadDiT(file, { config, device: o.device, key: o.key, partial: true });
   const bad = [...report.missing.filter((k) => !/\.gamma[12]$/.test(k)), ...report.unexpected, ...report.mismatched.map((m) => m.key)];
   if (bad.length) {
-    for (const p of model.parameters()) p.dispose();
+    model.dispose();
     throw new Error(`${file} does not match the fine-tuned architecture (${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', ...' : ''})`);
   }
   return model;

@@ -97,7 +97,7 @@ function iconnetExtractor(file: string, o: LoadExtractorOptions): FeatureExtract
     weightsHash: sha256File(file),
     features: (images) => inBatches(images, batchSize, 'iconnet', (batch) =>
       model.features(batch.to({ device, dtype: 'float32' }).div(127.5).sub(1))),
-    dispose: () => disposeModule(model),
+    dispose: () => model.dispose(),
   };
 }
 
@@ -113,7 +113,7 @@ function inceptionExtractor(file: string, o: LoadExtractorOptions): FeatureExtra
       checkImages(images, 'inception');
       return fidInceptionFeatures(model, images, { batchSize });
     },
-    dispose: () => disposeModule(model),
+    dispose: () => model.dispose(),
   };
 }
 
@@ -149,7 +149,3 @@ function inBatches(images: Tensor, batchSize: number, who: string, fn: (batch: T
   }
 }
 
-function disposeModule(m: torch.nn.Module): void {
-  for (const p of m.parameters()) p.dispose();
-  for (const [, b] of m.namedBuffers()) b.dispose();
-}

@@ -193,6 +193,15 @@ export abstract class Module {
     return this;
   }
 
+  /**
+   * Frees every parameter and buffer now instead of at garbage collection (large models, loops that
+   * load many); the module must not be used afterwards.
+   */
+  dispose(): void {
+    for (const p of this.parameters()) p.dispose();
+    for (const [, b] of this.namedBuffers()) b.dispose();
+  }
+
   /** Clears the gradients of every parameter (set to none, as PyTorch 2's default). */
   zeroGrad(): void {
     for (const p of this.parameters()) p.grad = null;
