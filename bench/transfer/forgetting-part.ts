@@ -60,7 +60,6 @@ function denoiser(m: DiT): ConditionalDenoiser {
   return { forward: (x, t, y) => m.forward(x, t, y), numClasses: m.config.numClasses, nullLabel: m.config.numClasses };
 }
 
-
 /** The curve already in r.outDir when it was made with r's settings, else null. */
 export function savedForgettingCurve(r: Pick<ForgettingRequest, 'outDir' | 'runKey' | 'samples' | 'splits' | 'steps' | 'cfg' | 'seed' | 'extractor'>): ForgettingSummary | null {
   const curveFile = path.join(r.outDir, 'curve.json');

@@ -24,7 +24,6 @@ import { trainerMethod } from './methods';
 import { evalLabels, fidOfSamples, sampleModel, SamplingProtocol } from './sample-fid';
 import { stratifiedSubsample } from './subsample';
 
-
 /** The trainer config of a job (written to the run folder as config.json). */
 export function jobConfig(job: RunJob) {
   if (job.spec.method === 'pretrained') throw new Error('a pretrained run has no training config');

@@ -133,4 +133,3 @@ export async function runForgetting(argv: string[], deps: ForgettingDeps = {}): 
     for (const m of [pretrained, finetuned]) m.dispose();
   }
 }
-

@@ -40,7 +40,6 @@ export interface DemoResult {
 
 export const MODEL_NAMES: Record<'pretrained' | DemoMethod, string> = { pretrained: 'pretrained', full: 'full fine-tuning', 'diff-tuning': 'Diff-Tuning' };
 
-
 /** Checks the source model before anything long runs; returns its config file. */
 function checkSource(s: DemoSettings): string {
   if (!fs.existsSync(s.source)) {

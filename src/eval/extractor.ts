@@ -148,4 +148,3 @@ function inBatches(images: Tensor, batchSize: number, who: string, fn: (batch: T
     for (const p of parts) p.dispose();
   }
 }
-
