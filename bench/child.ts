@@ -1,6 +1,6 @@
 // Benchmark child processes: an environment with explicit thread counts for libtorch's OpenMP
 // pool and for OpenBLAS's own pool (nothing inherited that would change threading or malloc),
-// and running a child that reports one JSON line.
+// running a child that reports one JSON line, and naming the BLAS each side ran on.
 import { spawnSync } from 'node:child_process';
 
 export function childEnv(threads: number, blasThreads: number, glibcTunables?: string): NodeJS.ProcessEnv {
@@ -29,4 +29,20 @@ export function runJsonChild(cmd: string, args: string[], env: NodeJS.ProcessEnv
   const line = `${r.stdout}`.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (!line) return { ok: false, error: 'no result line' };
   return { ok: true, json: JSON.parse(line) as Record<string, unknown> };
+}
+
+const blasBySide = new Map<string, string>();
+
+/**
+ * Prints, the first time each side reports it, the BLAS that side's child ran on (the `blas` field
+ * of its JSON line: bench/blas_info.py on the PyTorch side, describeBlas on ours), and says so
+ * when the two sides differ, since a ratio then compares libraries rather than engines.
+ */
+export function noteBlas(side: string, json: Record<string, unknown>): void {
+  const blas = typeof json.blas === 'string' ? json.blas : 'not reported';
+  if (blasBySide.has(side)) return;
+  blasBySide.set(side, blas);
+  console.log(`  blas ${side.padEnd(5)} ${blas}`);
+  const libraries = new Set([...blasBySide.values()].map((b) => b.split(' ').pop()));
+  if (blasBySide.size > 1 && libraries.size > 1) console.log('  warning: the sides run on different BLAS libraries; their ratio compares those too');
 }

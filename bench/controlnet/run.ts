@@ -14,6 +14,7 @@ import { datasetFingerprint } from '../../src/eval/reference-stats';
 import { readDiTConfig, siblingConfig } from '../../src/models/dit-io';
 import { JsonlLogger, readJsonl } from '../../src/report/jsonl';
 import * as torch from '../../src/torch';
+import { noteBlas } from '../child';
 import { Device } from '../../src/torch';
 import { resolveControlNetConfig } from '../../src/tuning/controlnet-config';
 import { disposeControlNetRun, trainControlNet } from '../../src/tuning/controlnet-run';
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
   const command = ['npm', 'run', 'bench:controlnet', '--', ...argv].map(shellQuote).join(' ');
   const { sourceConfig, dataDir } = checkInputs(s);
   configureThreads();
+  noteBlas('ts', { blas: torch.describeBlas() }); // one side only: this bench has no PyTorch peer
   const sourceSha256 = sha256File(s.source);
   const source = readDiTConfig(sourceConfig);
   const experiment: ControlExperiment = {

@@ -15,12 +15,16 @@ JSON line: {"side": "torch", "config": ..., "steps": ..., "seconds": ..., "steps
 import argparse
 import json
 import math
+import os
 import resource
 import sys
 import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from blas_info import describe_blas  # noqa: E402  (bench/blas_info.py)
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -285,6 +289,7 @@ def main():
         "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds, "cpu_seconds": cpu_seconds, "sys_seconds": r1.ru_stime - r0.ru_stime,
         "minflt_per_step": (r1.ru_minflt - r0.ru_minflt) / steps,
         "version": torch.__version__, "sdpa": HAS_SDPA,
+        "blas": describe_blas(),
     }))
     sys.stdout.flush()
 

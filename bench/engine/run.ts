@@ -23,7 +23,7 @@
 // torch >= 2 uses fused scaled_dot_product_attention on both sides.
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { childEnv, runJsonChild } from '../child';
+import { childEnv, noteBlas, runJsonChild } from '../child';
 import { CONFIGS, PRECISIONS, Precision } from './configs';
 import { Args } from '../args';
 
@@ -121,9 +121,9 @@ const TUNED_MALLOC = 'glibc.malloc.trim_threshold=4294967295:glibc.malloc.mmap_t
 /**
  * The environment of a child: every thread-count variable set to this run's values, so neither
  * the parent's environment nor a previous run leaks in. libtorch's intra-op pool is OpenMP
- * (OMP_NUM_THREADS; set_num_threads sets it too). Debian's OpenBLAS is the pthread build: its own
- * pool ignores set_num_threads and sizes itself from OPENBLAS_NUM_THREADS, else GOTO_NUM_THREADS,
- * else OMP_NUM_THREADS, else all CPUs.
+ * (OMP_NUM_THREADS; set_num_threads sets it too). OpenBLAS's OpenMP build (what .ci/run installs)
+ * shares that pool; its pthreads build keeps its own, sized from OPENBLAS_NUM_THREADS, else
+ * GOTO_NUM_THREADS, else OMP_NUM_THREADS, else all CPUs. The `blas` lines say which one ran.
  */
 function runChild(side: 'ts' | 'torch', config: string, threads: number, blasThreads: number, precision: Precision, o: Options): RunResult {
   const common = ['--config', config, '--threads', String(threads), '--device', o.device, '--precision', precision,
@@ -135,6 +135,7 @@ function runChild(side: 'ts' | 'torch', config: string, threads: number, blasThr
   const child = runJsonChild(cmd, args, childEnv(threads, blasThreads, o.malloc === 'tuned' ? TUNED_MALLOC : undefined), o.timeoutS);
   const fail = (error: string): RunResult => ({ ok: false, stepsPerS: 0, steps: 0, seconds: 0, error });
   if (!child.ok) return fail(child.error);
+  noteBlas(side, child.json);
   const j = child.json;
   return {
     ok: true, stepsPerS: j.steps_per_s as number, steps: j.steps as number, seconds: j.seconds as number,

@@ -163,6 +163,7 @@ async function main(): Promise<void> {
   const faultsPerStep = (ru.minorPageFault - ru0.minorPageFault) / steps;
 
   const result: Record<string, unknown> = {
+    blas: torch.describeBlas(),
     side: 'ts', config: a.config, device: a.device, precision: a.precision, threads: a.threads,
     steps, seconds, steps_per_s: steps / seconds, cpu_seconds: cpuSeconds, sys_seconds: cpu.system / 1e6, minflt_per_step: faultsPerStep, version: torch.buildInfo().torchVersion,
   };

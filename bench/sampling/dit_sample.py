@@ -23,6 +23,9 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from blas_info import describe_blas  # noqa: E402  (bench/blas_info.py)
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
 from dit_step import DiT  # noqa: E402  (bench/engine/dit_step.py)
 
@@ -202,7 +205,7 @@ def main():
     print(json.dumps({
         "side": "torch", "device": a.device, "threads": a.threads, "images": images, "steps": diffusion.num_timesteps,
         "seconds": seconds, "images_per_s": images / seconds, "ms_per_step": seconds * 1000 / (a.loops * diffusion.num_timesteps),
-        "cpu_seconds": cpu_seconds, "checksum": checksum, "finite": bool(math.isfinite(checksum)), "version": torch.__version__,
+        "cpu_seconds": cpu_seconds, "checksum": checksum, "finite": bool(math.isfinite(checksum)), "version": torch.__version__, "blas": describe_blas(),
     }))
     sys.stdout.flush()
 

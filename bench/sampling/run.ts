@@ -17,7 +17,7 @@
 // then needs a CUDA build of PyTorch (--python PATH or $PYTHON).
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { childEnv, runJsonChild } from '../child';
+import { childEnv, noteBlas, runJsonChild } from '../child';
 import { Args } from '../args';
 
 /** The model: 32x32x3 pixels, patch 4 (64 tokens), hidden 192, depth 6, 6 heads, 10 classes, learned sigma. */
@@ -108,8 +108,8 @@ interface RunResult {
 /**
  * The environment of a child (as bench/engine/run.ts gives its children): every thread-count
  * variable set to this run's values so neither the parent's environment nor a previous run leaks
- * in. libtorch's intra-op pool is OpenMP (OMP_NUM_THREADS); Debian's OpenBLAS is the pthread build
- * and sizes its own pool from OPENBLAS_NUM_THREADS, else GOTO_NUM_THREADS, else OMP_NUM_THREADS.
+ * in. libtorch's intra-op pool is OpenMP (OMP_NUM_THREADS), which OpenBLAS's OpenMP build shares;
+ * its pthreads build sizes a pool of its own from OPENBLAS_NUM_THREADS, else GOTO_NUM_THREADS.
  */
 function runChild(side: 'ts' | 'torch', s: Setting, o: Options): RunResult {
   const m = MODEL;
@@ -125,6 +125,7 @@ function runChild(side: 'ts' | 'torch', s: Setting, o: Options): RunResult {
   const child = runJsonChild(cmd, args, childEnv(s.threads, s.blas), o.timeoutS);
   const fail = (error: string): RunResult => ({ ok: false, imagesPerS: 0, images: 0, seconds: 0, error });
   if (!child.ok) return fail(child.error);
+  noteBlas(side, child.json);
   const j = child.json;
   if (j.finite === false) return fail(`the samples are not finite (checksum ${String(j.checksum)})`);
   return {

@@ -113,7 +113,7 @@ function main(): void {
   out.dispose();
   const images = n * a.loops;
   console.log(JSON.stringify({
-    side: 'ts', device: a.device, threads: a.threads, images, steps: diffusion.numTimesteps, seconds,
+    side: 'ts', blas: torch.describeBlas(), device: a.device, threads: a.threads, images, steps: diffusion.numTimesteps, seconds,
     images_per_s: images / seconds, ms_per_step: (seconds * 1000) / (a.loops * diffusion.numTimesteps),
     cpu_seconds: (cpu.user + cpu.system) / 1e6, checksum, finite: Number.isFinite(checksum), version: torch.buildInfo().torchVersion,
   }));

@@ -11,7 +11,7 @@
 // PyTorch for the device (--python PATH or $PYTHON; CUDA: torch >= 2 has fused attention on both sides).
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { childEnv, runJsonChild } from '../child';
+import { childEnv, noteBlas, runJsonChild } from '../child';
 import { Args } from '../args';
 import { PRECISIONS, Precision } from '../engine/configs';
 import { ditStepFlops, SCALE_MODELS } from './configs';
@@ -74,7 +74,9 @@ function run(side: 'ts' | 'torch', model: string, precision: Precision, o: Optio
     ? [process.execPath, [path.join(__dirname, 'ts_step.js'), ...common]]
     : [o.python, [path.join(__dirname, '..', '..', '..', 'bench', 'scale', 'scale_step.py'), ...common, '--model-json', JSON.stringify({ key, ...config })]];
   const r = runJsonChild(cmd, args, childEnv(threads, threads), o.timeoutS);
-  return r.ok ? { sps: r.json.steps_per_s as number } : { error: r.error };
+  if (!r.ok) return { error: r.error };
+  noteBlas(side, r.json);
+  return { sps: r.json.steps_per_s as number };
 }
 
 function main(): void {

@@ -22,7 +22,7 @@ function matmulRate(device: 'cpu' | 'cuda'): void {
   run(3);
   const reps = cuda ? 50 : 5;
   const seconds = run(reps);
-  console.log(JSON.stringify({ side: 'ts', matmul: `${dtype} ${n}`, tflops: (2 * n ** 3 * reps) / seconds / 1e12 }));
+  console.log(JSON.stringify({ side: 'ts', blas: torch.describeBlas(), matmul: `${dtype} ${n}`, tflops: (2 * n ** 3 * reps) / seconds / 1e12 }));
 }
 
 const at = process.argv.indexOf('--matmul-rate');

@@ -9,6 +9,7 @@ import { ImageDataset } from '../../src/data/image-dataset';
 import { createDiffusion } from '../../src/diffusion/create';
 import { DiT } from '../../src/models/dit';
 import * as torch from '../../src/torch';
+import { noteBlas } from '../child';
 import { resolveConfig } from '../../src/tuning/config';
 import { Trainer } from '../../src/tuning/trainer';
 import { Args } from '../args';
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
     else usage(`unknown flag ${f}`);
   }
   configureThreads();
+  noteBlas('ts', { blas: torch.describeBlas() }); // one side only: this bench has no PyTorch peer
   const bench = CONFIGS[configName];
   const m = { ...bench.model, inChannels: 3 };
   const batch = bench.batch;

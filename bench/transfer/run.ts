@@ -15,6 +15,7 @@ import { loadExtractor } from '../../src/eval/extractor';
 import { datasetFingerprint, DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, ReferenceSpec } from '../../src/eval/reference-stats';
 import { readDiTConfig, siblingConfig } from '../../src/models/dit-io';
 import * as torch from '../../src/torch';
+import { noteBlas } from '../child';
 import { Device } from '../../src/torch';
 import { writeFileAtomic } from '../../src/tuning/write-atomic';
 import { aggregate } from './aggregate';
@@ -105,6 +106,7 @@ async function main(): Promise<void> {
   const command = ['npm', 'run', 'bench:transfer', '--', ...argv].map(shellQuote).join(' ');
   const { sourceConfig } = checkInputs(s);
   configureThreads();
+  noteBlas('ts', { blas: torch.describeBlas() }); // one side only: this bench has no PyTorch peer
   const device = s.device as Device;
   const sourceSha256 = sha256File(s.source);
   const source = readDiTConfig(sourceConfig);

@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterDispatchApi(env, exports);
   RegisterAutogradApi(env, exports);
   RegisterRuntimeApi(env, exports);
+  RegisterBlasApi(env, exports);
   return exports;
 }
 

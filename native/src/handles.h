@@ -47,5 +47,6 @@ void RegisterTensorApi(Napi::Env env, Napi::Object exports);
 void RegisterDispatchApi(Napi::Env env, Napi::Object exports);
 void RegisterAutogradApi(Napi::Env env, Napi::Object exports);
 void RegisterRuntimeApi(Napi::Env env, Napi::Object exports);
+void RegisterBlasApi(Napi::Env env, Napi::Object exports);
 
 }  // namespace difftune

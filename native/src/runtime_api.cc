@@ -5,7 +5,6 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 #include <torch/version.h>
-#include <dlfcn.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -141,15 +140,6 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   });
 }
 
-// OpenBLAS (Debian's libtorch does its matmuls there) keeps a thread pool of its own that
-// at::set_num_threads does not reach; found at run time so other BLAS builds need nothing.
-Napi::Value SetBlasThreads(const Napi::CallbackInfo& info) {
-  using SetFn = void (*)(int);
-  auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (fn) fn(static_cast<int>(ToInt64(info[0], "setBlasThreads")));
-  return Napi::Boolean::New(info.Env(), fn != nullptr);
-}
-
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), at::get_num_threads());
 }
@@ -200,7 +190,6 @@ void TuneMalloc() {
 
 void RegisterRuntimeApi(Napi::Env env, Napi::Object exports) {
   TuneMalloc();
-  exports.Set("setBlasThreads", Napi::Function::New(env, SetBlasThreads));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("newGenerator", Napi::Function::New(env, NewGenerator));
   exports.Set("defaultGenerator", Napi::Function::New(env, GetDefaultGenerator));

@@ -16,8 +16,8 @@ export function setNumThreads(n: number): void {
 }
 
 /**
- * Threads of OpenBLAS's own pool (where Debian's libtorch runs matmuls), which setNumThreads does
- * not control. Returns false when the BLAS is not OpenBLAS.
+ * Threads of the BLAS's own pool (OpenBLAS or BLIS, where Debian's libtorch runs matmuls), which
+ * setNumThreads does not control. Returns false when the BLAS has no such setting.
  */
 export function setBlasThreads(n: number): boolean {
   return native.setBlasThreads(n);

@@ -54,6 +54,7 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   setBlasThreads(n: number): boolean;
+  blasInfo(): { library: string; file: string; vendor: string; config: string; parallel: string; threads: number };
   setMatmulPrecision(p: 'highest' | 'high' | 'medium'): void;
   setCudnnFlags(benchmark: boolean, allowTf32: boolean): void;
   buildInfo(): { torchVersion: string; cudaBuild: boolean; parallelInfo: string };
