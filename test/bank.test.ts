@@ -400,3 +400,17 @@ test('difftune bank: flags map onto the settings (cfg and clip defaults follow t
   assert.equal(m.settings.shardSize, 1000);
   await assert.rejects(runBank(['--ckpt', pixelModel, '--out', freshDir(), '--n', '3', '--sampler', 'euler']), /--sampler must be ddpm or ddim, got 'euler'/);
 });
+
+test('a bf16 bank records its precision, differs from the float32 bank, and a float32 request does not resume it', async () => {
+  const fp32 = path.join(tmp, 'prec-fp32');
+  const bf16 = path.join(tmp, 'prec-bf16');
+  const a = await buildBank({ modelFile: pixelModel, out: fp32, settings: pngSettings });
+  const b = await buildBank({ modelFile: pixelModel, out: bf16, settings: { ...pngSettings, precision: 'bf16' } });
+  assert.equal(a.settings.precision, undefined, 'float32 banks keep the manifest they always had');
+  assert.equal(b.settings.precision, 'bf16');
+  assert.equal(readBankManifest(bf16).settings.precision, 'bf16');
+  const files = fs.readdirSync(path.join(fp32, 'images')).sort();
+  const differing = files.filter((f) => !fs.readFileSync(path.join(fp32, 'images', f)).equals(fs.readFileSync(path.join(bf16, 'images', f))));
+  assert.ok(differing.length > 0, 'bf16 sampling changes some pixels');
+  await assert.rejects(buildBank({ modelFile: pixelModel, out: bf16, settings: pngSettings }), /precision \(bank: "bf16", now: "fp32"\)/);
+});

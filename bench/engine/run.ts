@@ -7,7 +7,8 @@
 //     [--min-seconds S] [--threads 1,2] [--blas-threads 1,2] [--repeat R] [--side both|ts|torch]
 //     [--python PATH] [--malloc default|tuned] [--device cpu|cuda] [--precision fp32,tf32,bf16] [--profile]
 //
-// CPU (default): configs tiny and small; every pair of intra-op threads (1, 2) and OpenBLAS threads
+// CPU (default): configs tiny and small, float32 and bf16 autocast (`ratio tiny-bf16`, against
+// torch.autocast("cpu") on the PyTorch side); every pair of intra-op threads (1, 2) and OpenBLAS threads
 // (1, 2); each run timed for >= 10 s. Debian's libtorch calls the pthread build of OpenBLAS, whose
 // thread pool is separate from libtorch's OpenMP pool, so the two counts are set independently
 // (both at 2 oversubscribes a 2-CPU host).
@@ -26,6 +27,7 @@ import * as path from 'node:path';
 import { childEnv, noteBlas, runJsonChild } from '../child';
 import { CONFIGS, PRECISIONS, Precision } from './configs';
 import { Args } from '../args';
+import * as torch from '../../src/torch';
 
 interface Options {
   configs: string[];
@@ -97,8 +99,9 @@ function parse(argv: string[]): Options {
   // On CUDA the host thread count hardly matters: one setting. On CPU: 1 and 2 intra-op threads.
   o.threads = threads ?? (o.device === 'cuda' ? [1] : [1, 2]);
   o.blasThreads = blasThreads ?? (o.device === 'cuda' ? [1] : [1, 2]);
-  o.precisions = o.device === 'cuda' ? precisions ?? PRECISIONS : precisions ?? ['fp32'];
-  if (o.device === 'cpu' && o.precisions.some((p) => p !== 'fp32')) usage('--precision applies to --device cuda only');
+  // CPU: float32 and bf16 autocast on both sides (TF32 is a CUDA mode).
+  o.precisions = o.device === 'cuda' ? precisions ?? PRECISIONS : precisions ?? ['fp32', 'bf16'];
+  if (o.device === 'cpu' && o.precisions.includes('tf32')) usage('--precision tf32 applies to --device cuda only');
   return o;
 }
 
@@ -155,9 +158,11 @@ function main(): void {
   const o = parse(process.argv.slice(2));
   console.log(`bench:engine  device ${o.device}  host ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})  ` +
     `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}  python ${o.python}  malloc ${o.malloc}`);
+  const bf16 = torch.cpuFeatures().bf16;
+  if (o.device === 'cpu') console.log(`cpu bf16 instructions: ${bf16.length ? bf16.join(', ') : 'none (bf16 is emulated: expect it slower than fp32)'}`);
   for (const config of o.configs) {
     for (const precision of o.precisions) {
-      const label = o.device === 'cuda' ? `${config}@cuda-${precision}` : config;
+      const label = o.device === 'cuda' ? `${config}@cuda-${precision}` : precision === 'fp32' ? config : `${config}-${precision}`;
       console.log(`config ${label}: ${describe(config)}`);
       const best: Record<'ts' | 'torch', { sps: number; setting: string } | null> = { ts: null, torch: null };
       const settings = o.threads.flatMap((threads) => o.blasThreads.map((blas) => ({ threads, blas })));

@@ -155,6 +155,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -185,7 +186,10 @@ def main():
         y = torch.tensor(labels, device=dev)
         z = torch.cat([z, z], 0)
         y = torch.cat([y, torch.tensor([K] * n, device=dev)], 0)
-        model_fn = lambda x, t, y, cfg_scale: forward_with_cfg(model, x, t, y, cfg_scale)  # noqa: E731
+        def model_fn(x, t, y, cfg_scale):
+            # bf16: autocast around the model only, as the TS side; the sampler's math stays float32.
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+                return forward_with_cfg(model, x, t, y, cfg_scale).float()
         samples = diffusion.p_sample_loop(model_fn, z.shape, z, dict(y=y, cfg_scale=a.cfg), dev)
         samples, _ = samples.chunk(2, dim=0)
         return samples

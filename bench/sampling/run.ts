@@ -8,7 +8,9 @@
 // `ratio sample <ts images/s / torch images/s>` of the best settings.
 //
 //   node dist/bench/sampling/run.js [--steps N] [--batch N] [--cfg S] [--loops L] [--warmup-steps N]
-//     [--settings 1+1,1+2,2+1] [--side both|ts|torch] [--repeat R] [--python PATH] [--device cpu|cuda] [--timeout S]
+//     [--settings 1+1,1+2,2+1] [--precision fp32,bf16] [--side both|ts|torch] [--repeat R] [--python PATH]
+//     [--device cpu|cuda] [--timeout S]
+// CPU: float32 and bf16 autocast around the model (`ratio sample-bf16`), both sides alike.
 //
 // A setting is `<intra-op threads>+<OpenBLAS threads>`. Debian's libtorch runs matmuls in the
 // pthread build of OpenBLAS, whose pool is separate from libtorch's OpenMP pool, so the two are set
@@ -18,6 +20,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { childEnv, noteBlas, runJsonChild } from '../child';
+import * as torch from '../../src/torch';
 import { Args } from '../args';
 
 /** The model: 32x32x3 pixels, patch 4 (64 tokens), hidden 192, depth 6, 6 heads, 10 classes, learned sigma. */
@@ -35,6 +38,8 @@ interface Options {
   loops: number;
   warmupSteps: number;
   settings: Setting[];
+  /** float32, and bf16 autocast around the model (CPU default: both; CUDA: fp32). */
+  precisions: ('fp32' | 'bf16')[];
   sides: ('ts' | 'torch')[];
   repeat: number;
   python: string;
@@ -45,14 +50,15 @@ interface Options {
 function usage(msg?: string): never {
   if (msg) console.error(`bench:sampling: ${msg}`);
   console.error('usage: run.js [--steps N] [--batch N] [--cfg S] [--loops L] [--warmup-steps N] [--settings 1+1,1+2,2+1]\n' +
-    '  [--side both|ts|torch] [--repeat R] [--python PATH] [--device cpu|cuda] [--timeout S]');
+    '  [--precision fp32,bf16] [--side both|ts|torch] [--repeat R] [--python PATH] [--device cpu|cuda] [--timeout S]');
   process.exit(2);
 }
 
 function parse(argv: string[]): Options {
   let settings: Setting[] | undefined;
+  let precisions: ('fp32' | 'bf16')[] | undefined;
   const o: Options = {
-    steps: 250, batch: 8, cfg: 4, loops: 1, warmupSteps: 5, settings: [], sides: ['ts', 'torch'], repeat: 1,
+    steps: 250, batch: 8, cfg: 4, loops: 1, warmupSteps: 5, settings: [], precisions: [], sides: ['ts', 'torch'], repeat: 1,
     python: process.env.PYTHON ?? '/usr/bin/python3', device: 'cpu', timeoutS: 600,
   };
   const a = new Args(argv, usage);
@@ -73,6 +79,10 @@ function parse(argv: string[]): Options {
         if (!m) usage(`--settings: '${s}' is not <threads>+<blas threads>, e.g. 1+2`);
         return { threads: a.int(m[1], '--settings threads'), blas: a.int(m[2], '--settings blas threads') };
       }); break;
+      case '--precision': precisions = a.value().split(',').map((p) => {
+        if (p !== 'fp32' && p !== 'bf16') usage(`--precision: '${p}' is not fp32 or bf16`);
+        return p as 'fp32' | 'bf16';
+      }); break;
       case '--side': {
         const s = a.choice(['both', 'ts', 'torch'] as const);
         o.sides = s === 'both' ? ['ts', 'torch'] : [s];
@@ -90,6 +100,7 @@ function parse(argv: string[]): Options {
   // On CUDA the host threads hardly matter: one setting. On CPU: 1 or 2 of each, never 2+2 by default.
   o.settings = settings ?? (o.device === 'cuda' ? [{ threads: 1, blas: 1 }]
     : [{ threads: 1, blas: 1 }, { threads: 1, blas: 2 }, { threads: 2, blas: 1 }]);
+  o.precisions = precisions ?? (o.device === 'cuda' ? ['fp32'] : ['fp32', 'bf16']);
   return o;
 }
 
@@ -111,13 +122,13 @@ interface RunResult {
  * in. libtorch's intra-op pool is OpenMP (OMP_NUM_THREADS), which OpenBLAS's OpenMP build shares;
  * its pthreads build sizes a pool of its own from OPENBLAS_NUM_THREADS, else GOTO_NUM_THREADS.
  */
-function runChild(side: 'ts' | 'torch', s: Setting, o: Options): RunResult {
+function runChild(side: 'ts' | 'torch', s: Setting, precision: 'fp32' | 'bf16', o: Options): RunResult {
   const m = MODEL;
   const common = [
     '--input-size', m.inputSize, '--in-channels', m.inChannels, '--patch-size', m.patchSize, '--hidden-size', m.hiddenSize,
     '--depth', m.depth, '--num-heads', m.numHeads, '--num-classes', m.numClasses,
     '--batch', o.batch, '--steps', o.steps, '--warmup-steps', o.warmupSteps, '--loops', o.loops, '--cfg', o.cfg,
-    '--threads', s.threads, '--device', o.device,
+    '--threads', s.threads, '--device', o.device, '--precision', precision,
   ].map(String);
   const [cmd, args] = side === 'ts'
     ? [process.execPath, [path.join(__dirname, 'ts_sample.js'), ...common, '--blas-threads', String(s.blas)]]
@@ -143,32 +154,38 @@ function main(): void {
   console.log(`model ${m.inputSize}x${m.inputSize}x${m.inChannels}, patch ${m.patchSize}, hidden ${m.hiddenSize}, depth ${m.depth}, ` +
     `heads ${m.numHeads}, ${m.numClasses} classes, learned sigma; DDPM ${o.steps} steps, cfg ${o.cfg}, ` +
     `batch ${o.batch} (${2 * o.batch} with CFG), ${o.loops} timed loop(s) after a ${o.warmupSteps}-step warm-up`);
-  const best: Record<'ts' | 'torch', { ips: number; setting: string } | null> = { ts: null, torch: null };
-  for (let rep = 0; rep < o.repeat; rep++) {
-    for (const s of o.settings) {
-      // Alternate which side goes first so slow drifts in machine load hit both alike.
-      const order = rep % 2 ? [...o.sides].reverse() : o.sides;
-      for (const side of order) {
-        const r = runChild(side, s, o);
-        const name = side === 'ts' ? 'ts   ' : 'torch';
-        const setting = `threads=${s.threads} blas=${s.blas}`;
-        if (!r.ok) {
-          console.log(`  ${name} ${setting}  failed: ${r.error}`);
-          continue;
+  const cpuBf16 = torch.cpuFeatures().bf16;
+  if (o.device === 'cpu') console.log(`cpu bf16 instructions: ${cpuBf16.length ? cpuBf16.join(', ') : 'none (bf16 is emulated)'}`);
+  for (const precision of o.precisions) {
+    const label = precision === 'fp32' ? 'sample' : `sample-${precision}`;
+    console.log(`precision ${precision}`);
+    const best: Record<'ts' | 'torch', { ips: number; setting: string } | null> = { ts: null, torch: null };
+    for (let rep = 0; rep < o.repeat; rep++) {
+      for (const s of o.settings) {
+        // Alternate which side goes first so slow drifts in machine load hit both alike.
+        const order = rep % 2 ? [...o.sides].reverse() : o.sides;
+        for (const side of order) {
+          const r = runChild(side, s, precision, o);
+          const name = side === 'ts' ? 'ts   ' : 'torch';
+          const setting = `threads=${s.threads} blas=${s.blas}`;
+          if (!r.ok) {
+            console.log(`  ${name} ${setting}  failed: ${r.error}`);
+            continue;
+          }
+          const cpu = r.cpuSeconds !== undefined ? `, cpu ${(r.cpuSeconds / r.seconds).toFixed(2)}x wall` : '';
+          const step = r.msPerStep !== undefined ? `, ${r.msPerStep.toFixed(1)} ms/step` : '';
+          const sum = r.checksum !== undefined ? `, mean |x0| ${r.checksum.toPrecision(6)}` : '';
+          console.log(`  ${name} ${setting}  ${r.imagesPerS.toFixed(3)} images/s  (${r.images} images in ${r.seconds.toFixed(2)} s` +
+            `${step}${cpu}${sum}${r.version ? `, torch ${r.version}` : ''})`);
+          const b = best[side];
+          if (!b || r.imagesPerS > b.ips) best[side] = { ips: r.imagesPerS, setting };
         }
-        const cpu = r.cpuSeconds !== undefined ? `, cpu ${(r.cpuSeconds / r.seconds).toFixed(2)}x wall` : '';
-        const step = r.msPerStep !== undefined ? `, ${r.msPerStep.toFixed(1)} ms/step` : '';
-        const sum = r.checksum !== undefined ? `, mean |x0| ${r.checksum.toPrecision(6)}` : '';
-        console.log(`  ${name} ${setting}  ${r.imagesPerS.toFixed(3)} images/s  (${r.images} images in ${r.seconds.toFixed(2)} s` +
-          `${step}${cpu}${sum}${r.version ? `, torch ${r.version}` : ''})`);
-        const b = best[side];
-        if (!b || r.imagesPerS > b.ips) best[side] = { ips: r.imagesPerS, setting };
       }
     }
+    const fmt = (b: { ips: number; setting: string } | null): string => (b ? `${b.ips.toFixed(3)} images/s (${b.setting})` : 'n/a');
+    console.log(`best ${label}  ts ${fmt(best.ts)}  torch ${fmt(best.torch)}`);
+    console.log(`ratio ${label} ${best.ts && best.torch ? (best.ts.ips / best.torch.ips).toFixed(3) : 'n/a'}`);
   }
-  const fmt = (b: { ips: number; setting: string } | null): string => (b ? `${b.ips.toFixed(3)} images/s (${b.setting})` : 'n/a');
-  console.log(`best  ts ${fmt(best.ts)}  torch ${fmt(best.torch)}`);
-  console.log(`ratio sample ${best.ts && best.torch ? (best.ts.ips / best.torch.ips).toFixed(3) : 'n/a'}`);
 }
 
 main();

@@ -27,12 +27,13 @@ interface Args {
   blasThreads: number;
   device: 'cpu' | 'cuda';
   seed: number;
+  precision: 'fp32' | 'bf16';
 }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     inputSize: 32, inChannels: 3, patchSize: 4, hiddenSize: 192, depth: 6, numHeads: 6, numClasses: 10,
-    batch: 8, steps: 250, warmupSteps: 5, loops: 1, cfg: 4, threads: 1, blasThreads: 0, device: 'cpu', seed: 0,
+    batch: 8, steps: 250, warmupSteps: 5, loops: 1, cfg: 4, threads: 1, blasThreads: 0, device: 'cpu', seed: 0, precision: 'fp32',
   };
   const ints: Record<string, keyof Args> = {
     '--input-size': 'inputSize', '--in-channels': 'inChannels', '--patch-size': 'patchSize', '--hidden-size': 'hiddenSize',
@@ -51,6 +52,9 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--device') {
       if (v !== 'cpu' && v !== 'cuda') throw new Error(`--device must be cpu or cuda, got '${v}'`);
       a.device = v;
+    } else if (k === '--precision') {
+      if (v !== 'fp32' && v !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${v}'`);
+      a.precision = v;
     } else throw new Error(`unknown argument ${k}`);
   }
   return a;
@@ -88,7 +92,9 @@ function main(): void {
     const y = torch.tensor(labels, { dtype: 'int64', device });
     const z = torch.randn([n, C, H, H], { device });
     const batch = cfgBatch(z, y, K);
-    const modelFn = (x: Tensor, t: Tensor, k: { y: Tensor }): Tensor => model.forwardWithCfg(x, t, k.y, a.cfg);
+    // bf16: autocast around the model, as `difftune sample --precision bf16` (the sampler's math stays float32).
+    const modelFn = (x: Tensor, t: Tensor, k: { y: Tensor }): Tensor =>
+      torch.inPrecision(a.precision, device, () => model.forwardWithCfg(x, t, k.y, a.cfg)).float();
     const out = diffusion.pSampleLoop(modelFn, batch.x.shape, { noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised: false, device });
     return conditionalHalf(out);
   }));

@@ -27,6 +27,7 @@ const FLAGS = {
   eta: { type: 'number', default: 0, help: 'DDIM eta' },
   seed: { type: 'number', default: 0, help: 'item i depends only on (seed, i)' },
   batch: { type: 'number', default: 32, help: 'items per forward batch (part of the bank settings)' },
+  precision: { type: 'string', default: 'fp32', help: "'fp32' or 'bf16' (bf16 autocast around the model; part of the bank's settings)" },
   'shard-size': { type: 'number', default: 0, help: 'items per shard of a latent bank (0: 1000, or the existing bank\'s)' },
   clip: { type: 'string', default: 'auto', help: "clip predicted x0 to [-1, 1]: 'auto' (pixel models yes, latents no, as DiT), 'yes', 'no'" },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
@@ -63,6 +64,7 @@ export async function runBank(argv: string[]): Promise<void> {
     sampler: oneOf('sampler', flags.sampler, ['ddpm', 'ddim'] as const), steps: flags.steps, eta: flags.eta, seed: flags.seed,
     batchSize: flags.batch, clip: clip === 'auto' ? pixels : clip === 'yes',
     ...(flags['shard-size'] ? { shardSize: flags['shard-size'] } : {}),
+    ...(oneOf('precision', flags.precision, ['fp32', 'bf16'] as const) === 'bf16' ? { precision: 'bf16' as const } : {}),
   };
   console.log(`bank ${path.resolve(flags.out)}: ${settings.n} items, labels ${labels}, cfg ${cfg}, ${settings.sampler} ` +
     `${settings.steps} steps, seed ${settings.seed}, batch ${settings.batchSize}, on ${device}`);

@@ -43,6 +43,8 @@ export interface BankSettings {
   clip: boolean;
   /** Items per shard (latent banks only; default 1000). */
   shardSize?: number;
+  /** 'bf16': the model runs under bf16 autocast (recorded only then; absent means float32). */
+  precision?: 'fp32' | 'bf16';
 }
 
 /** The settings as recorded: the requested ones plus the class count the model fixes (shardSize only for latent banks). */
@@ -74,7 +76,7 @@ export interface BankManifest {
 
 /** The order in which settings are written and compared. */
 export const SETTING_FIELDS = [
-  'n', 'labels', 'numClasses', 'cfg', 'guideChannels', 'sampler', 'steps', 'eta', 'seed', 'batchSize', 'clip', 'shardSize',
+  'n', 'labels', 'numClasses', 'cfg', 'guideChannels', 'sampler', 'steps', 'eta', 'seed', 'batchSize', 'clip', 'shardSize', 'precision',
 ] as const;
 
 type Check = (v: unknown) => boolean;
@@ -96,6 +98,7 @@ const SETTING_RULES: Record<(typeof SETTING_FIELDS)[number], [Check, string]> = 
   batchSize: [isInt(1), 'a positive integer'],
   clip: [(v) => typeof v === 'boolean', 'true or false'],
   shardSize: [isInt(1), 'a positive integer'],
+  precision: [oneOf('fp32', 'bf16'), "'fp32' or 'bf16'"],
 };
 
 function fail(where: string, field: string, expected: string, got: unknown): never {
@@ -120,7 +123,7 @@ function checkSettings(s: Record<string, unknown>, where: string, prefix: string
   }
 }
 
-const REQUESTED_FIELDS = SETTING_FIELDS.filter((f) => f !== 'numClasses' && f !== 'shardSize');
+const REQUESTED_FIELDS = SETTING_FIELDS.filter((f) => f !== 'numClasses' && f !== 'shardSize' && f !== 'precision');
 
 /** Validates requested settings; errors name the field and what was expected. */
 export function validateBankSettings(s: BankSettings, where = 'bank settings'): BankSettings {
@@ -136,6 +139,7 @@ export function recordedSettings(s: BankSettings, numClasses: number, storage: B
     eta: s.eta, seed: s.seed, batchSize: s.batchSize, clip: s.clip,
   };
   if (storage === 'latents') out.shardSize = s.shardSize ?? DEFAULT_SHARD_SIZE;
+  if (s.precision === 'bf16') out.precision = 'bf16'; // float32 banks keep the manifest they always had
   return out;
 }
 
@@ -150,7 +154,14 @@ export function settingDifferences(bank: BankRecordedSettings, requested: Partia
   skip: readonly string[] = []): SettingDifference[] {
   const out: SettingDifference[] = [];
   for (const field of SETTING_FIELDS) {
-    if (skip.includes(field) || !(field in requested)) continue;
+    if (skip.includes(field)) continue;
+    if (field === 'precision') {
+      // Absent means float32, on either side.
+      const [was, now] = [bank.precision ?? 'fp32', requested.precision ?? 'fp32'];
+      if (was !== now) out.push({ field, bank: was, requested: now });
+      continue;
+    }
+    if (!(field in requested)) continue;
     if (bank[field] !== requested[field]) out.push({ field, bank: bank[field], requested: requested[field] });
   }
   return out;
@@ -176,7 +187,7 @@ export function parseBankManifest(value: unknown, file: string): BankManifest {
   }
   const s = value.settings;
   if (!isObject(s)) fail(file, 'settings', 'an object', s);
-  checkSettings(s, file, 'settings.', SETTING_FIELDS.filter((f) => f !== 'shardSize'));
+  checkSettings(s, file, 'settings.', SETTING_FIELDS.filter((f) => f !== 'shardSize' && f !== 'precision'));
   if (value.storage === 'latents' && s.shardSize === undefined) throw new Error(`${file}: 'settings.shardSize' is missing (a latent bank is sharded)`);
   if (value.storage === 'png' && s.shardSize !== undefined) throw new Error(`${file}: 'settings.shardSize' belongs to latent banks only (storage is 'png')`);
   if (!isInt(0, s.n as number)(value.count)) fail(file, 'count', `an integer in 0..settings.n (${s.n})`, value.count);

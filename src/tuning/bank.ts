@@ -111,6 +111,8 @@ export interface DiTSampleOptions {
   /** Clamp predicted x_0 to [-1, 1]. */
   clip: boolean;
   device?: Device;
+  /** 'bf16' runs the model under bf16 autocast (the sampler's own math stays float32); default fp32. */
+  precision?: torch.Precision;
   /** Called after each step with (steps done, total). */
   progress?: (done: number, total: number) => void;
 }
@@ -123,9 +125,12 @@ export function sampleDiT(model: DiT, diffusion: SpacedDiffusion, o: DiTSampleOp
   const useCfg = o.cfg !== 1;
   return torch.noGrad(() => torch.scope(() => {
     const batch = useCfg ? cfgBatch(o.noise, o.labels, model.config.numClasses) : { x: o.noise, y: o.labels };
-    const modelFn = useCfg
+    const forward = useCfg
       ? (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: o.guideChannels })
       : (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forward(x, t, k.y);
+    const precision = o.precision ?? 'fp32';
+    const modelFn = precision === 'fp32' ? forward
+      : (x: Tensor, t: Tensor, k: { y: Tensor }) => torch.inPrecision(precision, o.device ?? x.device, () => forward(x, t, k)).float();
     // The CFG batch's second half only feeds the unconditional branch; it gets the same noise.
     const noiseFn = o.stepNoise
       ? (step: number) => { const n = o.stepNoise!(step); return useCfg ? torch.cat([n, n], 0) : n; }
@@ -353,7 +358,7 @@ export async function buildBank(o: BuildBankOptions): Promise<BankManifest> {
         return sampleDiT(model, diffusion, {
           labels: torch.tensor(labels, { dtype: 'int64', device }), noise: xT,
           stepNoise: (step) => needsStepNoise ? noise.next(device) : torch.zerosLike(xT),
-          cfg: s.cfg, guideChannels: s.guideChannels, sampler: s.sampler, eta: s.eta, clip: s.clip, device,
+          cfg: s.cfg, guideChannels: s.guideChannels, sampler: s.sampler, eta: s.eta, clip: s.clip, device, precision: s.precision,
           progress: o.onStep,
         }).to({ device: 'cpu', dtype: 'float32' });
       });

@@ -105,7 +105,8 @@ export function estimateMemory(model: DiT, c: TrainConfig, capacity?: number | n
     if (p.requiresGrad) trainable += p.numel;
   }
   const plan = planMemory(model.config, {
-    batchSize: c.optim.batchSize, precision: c.run.precision, device: c.run.device, trainable, capacity,
+    // 'auto' may stay float32: plan for that, the larger of the two.
+    batchSize: c.optim.batchSize, precision: c.run.precision === 'bf16' ? 'bf16' : 'fp32', device: c.run.device, trainable, capacity,
     checkpointing: c.model.gradCheckpointing,
   });
   // PEFT adapters add parameters the config does not count: take the model's own numbers.

@@ -69,6 +69,8 @@ export interface TrainerOptions {
   log?: (msg: string) => void;
   /** Show a progress bar (default: when stderr is a terminal). */
   progress?: boolean;
+  /** What `run.precision: auto` measures on a CPU (replaceable in tests). */
+  precisionProbe?: () => torch.PrecisionProbe;
 }
 
 export interface StepResult {
@@ -90,6 +92,8 @@ export class Trainer {
   readonly hash: string;
   readonly params: Tensor[];
   readonly split: { target: number; replay: number };
+  /** run.precision resolved ('auto' measured once; a resumed run keeps its checkpoint's choice). */
+  precision: torch.Precision;
   step = 0;
   private readonly targetIt: BatchIterator;
   private readonly bankIt: BatchIterator | null;
@@ -112,6 +116,9 @@ export class Trainer {
     this.logMsg = o.log ?? ((m) => console.log(m));
     this.device = c.run.device as Device;
     this.hash = configHash(c);
+    const chosen = torch.resolvePrecision(c.run.precision, this.device, o.precisionProbe);
+    this.precision = chosen.precision;
+    if (c.run.precision === 'auto') this.logMsg(`precision: ${chosen.precision} (${chosen.reason})`);
     this.model = inputs.model.to(this.device);
     this.params = this.model.parameters().filter((p) => p.requiresGrad);
     if (!this.params.length) throw new Error('nothing to train: no parameter requires a gradient');
@@ -165,9 +172,8 @@ export class Trainer {
       const w = dt.weights ? (dr ? torch.cat([dt.weights, dr.weights!], 0) : dt.weights).to({ device: this.device }) : null;
       const forward = (xt: Tensor, tt: Tensor, k: { y: Tensor }): Tensor =>
         (this.plugin ? this.plugin.forward(xt, tt, k.y, extra!) : this.model.forward(xt, tt, k.y));
-      const terms = this.config.run.precision === 'bf16'
-        ? torch.autocast(() => this.diffusion.trainingLosses(forward, x, t, { modelKwargs: { y } }), { deviceType: 'cuda', dtype: 'bfloat16' })
-        : this.diffusion.trainingLosses(forward, x, t, { modelKwargs: { y } });
+      // bf16: autocast around the forward and the loss; weights, gradients, AdamW state and EMA stay float32.
+      const terms = torch.inPrecision(this.precision, this.device, () => this.diffusion.trainingLosses(forward, x, t, { modelKwargs: { y } }));
       const combined = combineLosses(this.objective, terms, t, w, nt);
       combined.loss.div(scale).backward();
       this.model.backwardCheckpointed(); // second phase of model.gradCheckpointing; nothing to do when it is off
@@ -246,6 +252,7 @@ export class Trainer {
       rng,
       progress: {
         target: this.targetIt.state(), bank: this.bankIt?.state() ?? null, nan: this.nan, modelArgs: modelArgs(this.model.config),
+        precision: this.precision,
         ...this.trainLog.progress(),
       },
     });
@@ -279,7 +286,9 @@ export class Trainer {
     this.optimizer.loadStateDict(s.optimizer);
     Generator.default('cpu').setState(s.rng.get('cpu')!);
     if (this.device.startsWith('cuda') && s.rng.has('cuda')) Generator.default(this.device).setState(s.rng.get('cuda')!);
-    const p = s.progress as { target: { epoch: number; position: number }; bank: { epoch: number; position: number } | null; nan?: Trainer['nan'] };
+    const p = s.progress as { target: { epoch: number; position: number }; bank: { epoch: number; position: number } | null; nan?: Trainer['nan']; precision?: torch.Precision };
+    // 'auto' may measure differently now; the run continues in the precision it started with.
+    if (this.config.run.precision === 'auto' && p.precision) this.precision = p.precision;
     this.targetIt.setState(p.target);
     if (this.bankIt && p.bank) this.bankIt.setState(p.bank);
     if (p.nan) this.nan = { ...p.nan };
