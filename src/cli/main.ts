@@ -7,6 +7,7 @@ import { runDemo } from './demo';
 import { runInfo } from './info';
 import { runEwc } from './ewc';
 import { runForgetting } from './forgetting';
+import { runGate } from './gate';
 import { runSample } from './sample';
 import { runEval } from './eval';
 import { runExport } from './export';
@@ -28,6 +29,7 @@ const commands: Record<string, Command> = {
   extractor: { summary: 'train the offline FID feature extractor (extractor train --data data/iconnet)', run: runExtractor },
   ewc: { summary: 'EWC distance of fine-tuned models from the pretrained one under its diagonal Fisher on the knowledge bank (a forgetting measure)', run: async (argv) => { await runEwc(argv); } },
   forgetting: { summary: 'chain-of-forgetting probe: FID when the pretrained model takes over part of the fine-tuned chain (curve as SVG/PNG)', run: (argv) => runForgetting(argv) },
+  gate: { summary: 'the source-model quality gate: class accuracy of its samples (bank sampler settings) against held-out real images (pass: >= 75%)', run: runGate },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
   finetune: { summary: 'fine-tune a DiT: full, diff-tuning, ablations, P2/Min-SNR, PEFT (DiffFit, BitFit, LoRA, AdaptFormer)', run: runFinetune },
   plan: { summary: 'estimate the memory of a finetune/pretrain config before running it', run: (argv) => runTraining('finetune', ['--plan', ...argv]) },
