@@ -12,6 +12,7 @@ import { listCheckpoints, loadTrainingState } from '../src/tuning/checkpoint';
 import { TrainConfig } from '../src/tuning/config';
 import { prepareInputs } from '../src/tuning/setup';
 import { Trainer, TrainerOptions } from '../src/tuning/trainer';
+import { difftune } from './helpers/difftune-cli';
 import { fixtureConfig, tempDir, trainFixture } from './helpers/train-fixture';
 
 const CHILD = path.join(__dirname, 'helpers', 'train-child.js');
@@ -137,4 +138,20 @@ test('precision auto: float32 where the probe finds bf16 slower (no bf16 instruc
   assert.equal(fresh.precision, 'bf16');
   fresh.dispose();
   assert.equal(loadTrainingState(listCheckpoints(path.join(out, 'checkpoints')).pop()!.file).progress.precision, 'fp32');
+});
+
+test('pretrain, finetune and controlnet accept --precision bf16 on the CPU and record it', async () => {
+  const f = await trainFixture();
+  const dir = tempDir('bf16-cli');
+  const finetune = difftune(['finetune', '--ckpt', f.ckpt, '--data', f.target, '--method', 'full', '--out', path.join(dir, 'ft'),
+    '--steps', '2', '--batch', '8', '--preview-every', '0', '--precision', 'bf16']);
+  assert.match(finetune.stdout, /"precision": "bf16"/);
+  const pretrain = difftune(['pretrain', '--model', 'DiT-S/2', '--set', 'model.hiddenSize=32', '--set', 'model.depth=1', '--set', 'model.numHeads=2',
+    '--set', 'data.resolution=8', '--data', f.target, '--out', path.join(dir, 'pt'), '--steps', '2', '--batch', '8', '--preview-every', '0', '--precision', 'auto']);
+  assert.match(pretrain.stdout, /precision: (bf16|fp32) \(auto: bf16 matmuls \d+ vs float32 \d+ GFLOP\/s/);
+  difftune(['controlnet', '--base', f.ckpt, '--condition', 'canny', '--data', f.target, '--out', path.join(dir, 'cn'), '--batch', '8',
+    '--steps', '2', '--eval-every', '2', '--eval-samples', '2', '--eval-steps', '2', '--preview-every', '0', '--set', 'controlnet.blocks=1',
+    '--precision', 'bf16']);
+  const saved = loadTrainingState(listCheckpoints(path.join(dir, 'cn', 'checkpoints')).pop()!.file);
+  assert.equal(saved.progress.precision, 'bf16');
 });

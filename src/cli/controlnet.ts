@@ -17,7 +17,8 @@ const SHORTCUTS: Record<string, string> = {
   bank: 'data.bank', blocks: 'controlnet.blocks', labels: 'controlnet.labels', 'replay-condition': 'controlnet.replayCondition',
   'eval-every': 'controlnet.evalEvery', 'eval-samples': 'controlnet.evalSamples', 'eval-steps': 'controlnet.evalSteps',
   split: 'data.split', lr: 'optim.lr', batch: 'optim.batchSize', ema: 'ema.decay', steps: 'run.steps', seed: 'run.seed',
-  device: 'run.device', out: 'run.out', 'log-every': 'run.logEvery', 'checkpoint-every': 'run.checkpointEvery', 'preview-every': 'run.previewEvery',
+  device: 'run.device', precision: 'run.precision', out: 'run.out', 'log-every': 'run.logEvery', 'checkpoint-every': 'run.checkpointEvery',
+  'preview-every': 'run.previewEvery',
 };
 
 function fieldHelp(field: string): string {

@@ -76,6 +76,7 @@ export const TRAIN_SCHEMA = {
     steps: { type: 'number', default: 25, integer: true, min: 1, help: 'DDIM steps of evaluation samples' },
     cfg: { type: 'number', default: 1.5, min: 1, help: 'guidance scale of evaluation samples' },
     batch: { type: 'number', default: 100, integer: true, min: 1, help: 'samples per sampling batch' },
+    precision: { type: 'enum', values: ['fp32', 'bf16'], default: 'fp32', help: 'precision of evaluation sampling (fp32 keeps FIDs comparable across machines)' },
   },
   ema: {
     decay: { type: 'number', default: 0.9999, min: 0, max: 1, help: 'EMA decay (initialised from the pretrained weights; samples use the EMA)' },
@@ -113,7 +114,7 @@ export interface TrainConfig {
   };
   peft: { method: 'none' | 'difffit' | 'bitfit' | 'lora' | 'adaptformer'; loraRank: number; loraAlpha: number | null; adapterDim: number; adapterScale: number };
   optim: { lr: number | null; weightDecay: number; betas: number[]; eps: number; batchSize: number; accumulate: number; gradClip: number | null };
-  eval: { every: number; samples: number; extractor: string; ref: string | null; steps: number; cfg: number; batch: number };
+  eval: { every: number; samples: number; extractor: string; ref: string | null; steps: number; cfg: number; batch: number; precision: 'fp32' | 'bf16' };
   ema: { decay: number };
   run: {
     steps: number; seed: number; device: string; precision: 'fp32' | 'bf16' | 'auto'; out: string; logEvery: number;
@@ -181,7 +182,7 @@ export function resolveConfig(o: { file?: string; values?: Record<string, unknow
 /** Fields that may change when a run is resumed (how long and how it reports, not what it learns). */
 const RESUMABLE = new Set(['run.steps', 'run.out', 'run.logEvery', 'run.checkpointEvery', 'run.keepCheckpoints', 'run.previewEvery',
   'run.previewCount', 'run.previewSteps', 'run.previewCfg', 'run.nanRollback', 'run.device', 'data.onError',
-  'model.vae', 'model.gradCheckpointing', 'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch']);
+  'model.vae', 'model.gradCheckpointing', 'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch', 'eval.precision']);
 
 function flatten(obj: Record<string, unknown>, prefix = ''): [string, unknown][] {
   return Object.entries(obj).flatMap(([k, v]) => {

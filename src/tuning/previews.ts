@@ -32,7 +32,8 @@ export interface ImageSink {
  * comes from a private generator seeded with `seed`, so training's random streams are untouched
  * and the same call gives the same images.
  */
-export function sampleWithSeed(model: DiT, diffusion: SpacedDiffusion, o: { labels: number[]; seed: number; cfg: number; nullLabel: number }): Tensor {
+export function sampleWithSeed(model: DiT, diffusion: SpacedDiffusion,
+  o: { labels: number[]; seed: number; cfg: number; nullLabel: number; precision?: torch.Precision }): Tensor {
   const device = model.pos_embed.device;
   const g = new Generator('cpu', BigInt(o.seed));
   return torch.noGrad(() => torch.scope(() => {
@@ -41,8 +42,11 @@ export function sampleWithSeed(model: DiT, diffusion: SpacedDiffusion, o: { labe
     const z = torch.randn([o.labels.length, c.inChannels, c.inputSize, c.inputSize], { generator: g });
     const guided = o.cfg > 1 && c.classDropoutProb > 0;
     const batch = guided ? cfgBatch(z, labels, o.nullLabel) : { x: z, y: labels };
+    const forward = (x: Tensor, t: Tensor, k: { y: Tensor }): Tensor =>
+      (guided ? model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: 'all' }) : model.forward(x, t, k.y));
+    const precision = o.precision ?? 'fp32';
     const out = diffusion.ddimSampleLoop(
-      (x, t, k: { y: Tensor }) => (guided ? model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: 'all' }) : model.forward(x, t, k.y)),
+      precision === 'fp32' ? forward : (x, t, k: { y: Tensor }) => torch.inPrecision(precision, device, () => forward(x, t, k)).float(),
       batch.x.shape, {
         noise: batch.x.to({ device }),
         modelKwargs: { y: batch.y.to({ device }) },

@@ -338,7 +338,7 @@ export class Trainer {
       sample: (k) => {
         // Labels cycle over the target classes; the noise of each chunk is fixed by its offset.
         const labels = Array.from({ length: k }, (_, i) => (drawn + i) % K);
-        const x = sampleWithSeed(this.model, diffusion, { labels, seed: this.config.run.seed * 1_000_003 + drawn + 5, cfg: c.cfg, nullLabel: this.nullLabel });
+        const x = sampleWithSeed(this.model, diffusion, { labels, seed: this.config.run.seed * 1_000_003 + drawn + 5, cfg: c.cfg, nullLabel: this.nullLabel, precision: c.precision });
         drawn += k;
         return torch.scope(() => x.mul(127.5).add(128).clamp(0, 255).to({ dtype: 'uint8' }));
       },
