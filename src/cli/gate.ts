@@ -20,6 +20,7 @@ import { configureThreads } from './threads';
 
 const FLAGS = {
   ckpt: { type: 'string', help: 'the DiT to gate (.safetensors with its .json beside it, or a training checkpoint: its EMA)' },
+  key: { type: 'string', default: '', help: "which weights of a training checkpoint: 'ema' (default) or 'model' (the raw weights; short runs, whose EMA still holds the initialisation)" },
   config: { type: 'string', default: '', help: 'JSON with the official constructor arguments (default: X.json or config.json beside the weights)' },
   data: { type: 'string', help: 'the domain: a class-subfolder folder (its class names, and the held-out split of real images)' },
   classifier: { type: 'string', default: '', help: 'iconnet classifier weights (default: the shipped assets/extractor/iconnet-classifier.safetensors)' },
@@ -52,7 +53,7 @@ export async function runGate(argv: string[]): Promise<void> {
   const device = flags.device as Device;
   configureThreads();
 
-  const { model } = loadDiT(flags.ckpt, { config: flags.config ? readDiTConfig(flags.config) : undefined, device });
+  const { model } = loadDiT(flags.ckpt, { config: flags.config ? readDiTConfig(flags.config) : undefined, key: flags.key || undefined, device });
   model.eval();
   const c = model.config;
   const classifierFile = flags.classifier || DEFAULT_ICONNET_WEIGHTS;
@@ -107,7 +108,7 @@ export async function runGate(argv: string[]): Promise<void> {
   }
   if (flags.out) {
     const record = {
-      ckpt: path.resolve(flags.ckpt), data: path.resolve(flags.data), classifier: path.resolve(classifierFile),
+      ckpt: path.resolve(flags.ckpt), key: flags.key || 'ema', data: path.resolve(flags.data), classifier: path.resolve(classifierFile),
       sampler: flags.sampler, steps: flags.steps, cfg: flags.cfg, guideChannels: flags['guide-channels'], seed: flags.seed,
       samplesPerClass: flags['per-class'], precision: flags.precision, seconds,
       ...result, perClass: undefined, perClassAccuracy: Object.fromEntries(real.classes.map((name, k) => [name, result.perClass[toClassifier[k]]])),
