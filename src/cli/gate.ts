@@ -20,7 +20,7 @@ import { configureThreads } from './threads';
 
 const FLAGS = {
   ckpt: { type: 'string', help: 'the DiT to gate (.safetensors with its .json beside it, or a training checkpoint: its EMA)' },
-  key: { type: 'string', default: '', help: "which weights of a training checkpoint: 'ema' (default) or 'model' (the raw weights; short runs, whose EMA still holds the initialisation)" },
+  key: { type: 'string', default: '', help: "which weights of an official training checkpoint (.pt): 'ema' (default) or 'model'; for difftune's checkpoints, `difftune export --weights model` first (a short run's EMA still holds its initialisation)" },
   config: { type: 'string', default: '', help: 'JSON with the official constructor arguments (default: X.json or config.json beside the weights)' },
   data: { type: 'string', help: 'the domain: a class-subfolder folder (its class names, and the held-out split of real images)' },
   classifier: { type: 'string', default: '', help: 'iconnet classifier weights (default: the shipped assets/extractor/iconnet-classifier.safetensors)' },
