@@ -7,26 +7,13 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { readJsonl } from '../src/report/jsonl';
 import * as torch from '../src/torch';
-import { Tensor } from '../src/torch';
 import { listCheckpoints, loadTrainingState } from '../src/tuning/checkpoint';
 import { TrainConfig } from '../src/tuning/config';
-import { prepareInputs } from '../src/tuning/setup';
-import { Trainer, TrainerOptions } from '../src/tuning/trainer';
 import { difftune } from './helpers/difftune-cli';
 import { fixtureConfig, tempDir, trainFixture } from './helpers/train-fixture';
+import { makeTrainer, stateEqual } from './helpers/trainer';
 
 const CHILD = path.join(__dirname, 'helpers', 'train-child.js');
-
-async function makeTrainer(c: TrainConfig, o: TrainerOptions = {}): Promise<Trainer> {
-  torch.manualSeed(c.run.seed);
-  const inputs = await prepareInputs(c, () => {});
-  return new Trainer(c, inputs, { log: () => {}, progress: false, ...o });
-}
-
-function stateEqual(a: Map<string, Tensor>, b: Map<string, Tensor>, what: string): void {
-  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${what}: same names`);
-  for (const [k, t] of a) assert.ok(torch.scope(() => t.equal(b.get(k)!)), `${what}: '${k}' differs`);
-}
 
 test('a bf16 autocast run tracks the float32 run over 300 steps (loss within 5% per 50-step window)', async () => {
   const f = await trainFixture();

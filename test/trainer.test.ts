@@ -13,25 +13,12 @@ import { TrainConfig } from '../src/tuning/config';
 import { prepareInputs } from '../src/tuning/setup';
 import { Trainer } from '../src/tuning/trainer';
 import { fixtureConfig, tempDir, trainFixture } from './helpers/train-fixture';
+import { makeTrainer, stateEqual } from './helpers/trainer';
 import { probeLoss } from './helpers/probe-loss';
 import { DiT } from '../src/models/dit';
 import { saveDiT } from '../src/models/dit-io';
 
 const CHILD = path.join(__dirname, 'helpers', 'train-child.js');
-
-async function makeTrainer(c: TrainConfig, o: { resume?: boolean } = {}): Promise<Trainer> {
-  torch.manualSeed(c.run.seed);
-  const inputs = await prepareInputs(c, () => {});
-  return new Trainer(c, inputs, { log: () => {}, progress: false, resume: o.resume });
-}
-
-function stateEqual(a: Map<string, Tensor>, b: Map<string, Tensor>, what: string): void {
-  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${what}: same names`);
-  for (const [k, t] of a) {
-    const u = b.get(k)!;
-    assert.ok(torch.scope(() => t.equal(u)), `${what}: '${k}' differs`);
-  }
-}
 
 test('every objective and PEFT method trains: the probe loss on target data falls', async () => {
   const f = await trainFixture();
