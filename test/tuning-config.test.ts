@@ -34,7 +34,8 @@ test('config errors name the source and the field, and say what was expected', (
   assert.throws(() => resolveConfig({ values: { ...BASE, data: { target: 'imgs' } } }), /'data.bank' is required for method "diff-tuning"/);
   assert.throws(() => resolveConfig({ values: { ...BASE, method: 'full' } }), /'data.bank' is set but method "full" does not use a bank/);
   assert.throws(() => resolveConfig({ values: { ...BASE, optim: { batchSize: 4 } } }), /'objective.replayRatio' gives no replay samples: floor\(4 · 0.2\) = 0/);
-  assert.throws(() => resolveConfig({ values: { ...BASE, run: { precision: 'bf16' } } }), /'run.precision' "bf16" autocast is for CUDA/);
+  assert.throws(() => resolveConfig({ values: { ...BASE, run: { precision: 'fp16' } } }), /'run.precision' must be one of "fp32", "bf16", "auto"/);
+  for (const precision of ['bf16', 'auto']) assert.equal(resolveConfig({ values: { ...BASE, run: { precision } } }).run.precision, precision, `${precision} on the CPU`);
   assert.throws(() => resolveConfig({ values: BASE, overrides: [['optim.nope', '1']] }), /'optim.nope' is not a known field/);
 });
 
