@@ -2,6 +2,7 @@
 // links libblas.so.3, which the alternatives system points at the reference BLAS, OpenBLAS or
 // BLIS; the reference one is ~15x slower, so callers need to know which one they got.
 #include "handles.h"
+#include <ATen/Version.h>
 #include <dlfcn.h>
 #include <climits>
 #include <cstdlib>
@@ -61,6 +62,10 @@ Napi::Value BlasInfo(const Napi::CallbackInfo& info) {
              : library.find("/blis-pthread/") != std::string::npos ? "pthreads" : "sequential";
   } else if (Symbol<void*>(blas, "mkl_get_version_string")) {
     vendor = "mkl";
+  } else if (library.empty() && at::show_config().find("BLAS_INFO=mkl") != std::string::npos) {
+    vendor = "mkl";  // PyTorch's own builds link MKL statically: no sgemm_ to resolve, but libtorch says so
+    parallel = "openmp";
+    library = "(linked into libtorch)";
   } else if (!library.empty() && library.find("/blas/libblas.so") != std::string::npos) {
     vendor = "reference";  // netlib's, as Debian installs it: single-threaded, unblocked loops
     parallel = "sequential";
