@@ -93,8 +93,7 @@ function main(): void {
     const z = torch.randn([n, C, H, H], { device });
     const batch = cfgBatch(z, y, K);
     // bf16: autocast around the model, as `difftune sample --precision bf16` (the sampler's math stays float32).
-    const modelFn = (x: Tensor, t: Tensor, k: { y: Tensor }): Tensor =>
-      torch.inPrecision(a.precision, device, () => model.forwardWithCfg(x, t, k.y, a.cfg)).float();
+    const modelFn = torch.modelInPrecision(a.precision, device, (x: Tensor, t: Tensor, k: { y: Tensor }): Tensor => model.forwardWithCfg(x, t, k.y, a.cfg));
     const out = diffusion.pSampleLoop(modelFn, batch.x.shape, { noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised: false, device });
     return conditionalHalf(out);
   }));

@@ -109,8 +109,7 @@ export async function runSample(argv: string[]): Promise<void> {
       const forward = useCfg
         ? (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forwardWithCfg(x, t, k.y, flags.cfg, { guideChannels: guide })
         : (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forward(x, t, k.y);
-      const modelFn = precision === 'fp32' ? forward
-        : (x: Tensor, t: Tensor, k: { y: Tensor }) => torch.inPrecision(precision, device, () => forward(x, t, k)).float();
+      const modelFn = torch.modelInPrecision(precision, device, forward);
       const opts = {
         noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised, device,
         progress: (done: number, total: number) => { if (done % 25 === 0 || done === total) process.stdout.write(`\r  step ${done}/${total}`); },

@@ -10,7 +10,7 @@ export { manualSeed, Generator } from './random';
 export { noGrad, enableGrad, isGradEnabled, backward, grad } from './autograd';
 export * from './gradcheck';
 export { cuda, setNumThreads, setBlasThreads, getNumThreads, setFloat32MatmulPrecision, setCudnn, buildInfo, autocast, autocastState } from './device';
-export { resolvePrecision, inPrecision, measurePrecisionProbe, AUTO_BF16_MIN_SPEEDUP, PRECISION_SETTINGS } from './precision';
+export { resolvePrecision, inPrecision, modelInPrecision, measurePrecisionProbe, AUTO_BF16_MIN_SPEEDUP, PRECISION_SETTINGS } from './precision';
 export type { Precision, PrecisionSetting, PrecisionProbe } from './precision';
 export { cpuFeatures } from './cpu-features';
 export type { CpuFeatures } from './cpu-features';

@@ -4,6 +4,7 @@
 // float32), and a training step also runs elementwise work that bf16 speeds up less than matmuls.
 import { autocast } from './device';
 import { matmulGflops } from './blas';
+import { Tensor } from './tensor';
 
 export type Precision = 'fp32' | 'bf16';
 export type PrecisionSetting = Precision | 'auto';
@@ -40,4 +41,13 @@ export function resolvePrecision(setting: PrecisionSetting, device: string, prob
 export function inPrecision<T>(precision: Precision, device: string, fn: () => T): T {
   if (precision === 'fp32') return fn();
   return autocast(fn, { deviceType: device.startsWith('cuda') ? 'cuda' : 'cpu', dtype: 'bfloat16' });
+}
+
+/**
+ * A model function for a sampler, run in a precision: under bf16 autocast with its output back in
+ * float32 (the sampler's own math stays float32); fp32 gives fn itself.
+ */
+export function modelInPrecision<A extends unknown[]>(precision: Precision, device: string, fn: (...args: A) => Tensor): (...args: A) => Tensor {
+  if (precision === 'fp32') return fn;
+  return (...args: A) => inPrecision(precision, device, () => fn(...args)).float();
 }

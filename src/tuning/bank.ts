@@ -128,9 +128,7 @@ export function sampleDiT(model: DiT, diffusion: SpacedDiffusion, o: DiTSampleOp
     const forward = useCfg
       ? (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: o.guideChannels })
       : (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forward(x, t, k.y);
-    const precision = o.precision ?? 'fp32';
-    const modelFn = precision === 'fp32' ? forward
-      : (x: Tensor, t: Tensor, k: { y: Tensor }) => torch.inPrecision(precision, o.device ?? x.device, () => forward(x, t, k)).float();
+    const modelFn = torch.modelInPrecision(o.precision ?? 'fp32', o.device ?? o.noise.device, forward);
     // The CFG batch's second half only feeds the unconditional branch; it gets the same noise.
     const noiseFn = o.stepNoise
       ? (step: number) => { const n = o.stepNoise!(step); return useCfg ? torch.cat([n, n], 0) : n; }

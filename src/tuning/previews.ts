@@ -44,9 +44,8 @@ export function sampleWithSeed(model: DiT, diffusion: SpacedDiffusion,
     const batch = guided ? cfgBatch(z, labels, o.nullLabel) : { x: z, y: labels };
     const forward = (x: Tensor, t: Tensor, k: { y: Tensor }): Tensor =>
       (guided ? model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: 'all' }) : model.forward(x, t, k.y));
-    const precision = o.precision ?? 'fp32';
     const out = diffusion.ddimSampleLoop(
-      precision === 'fp32' ? forward : (x, t, k: { y: Tensor }) => torch.inPrecision(precision, device, () => forward(x, t, k)).float(),
+      torch.modelInPrecision(o.precision ?? 'fp32', device, forward),
       batch.x.shape, {
         noise: batch.x.to({ device }),
         modelKwargs: { y: batch.y.to({ device }) },
