@@ -93,7 +93,7 @@ export class Trainer {
   readonly params: Tensor[];
   readonly split: { target: number; replay: number };
   /** run.precision resolved ('auto' measured once; a resumed run keeps its checkpoint's choice). */
-  precision: torch.Precision;
+  precision!: torch.Precision;
   step = 0;
   private readonly targetIt: BatchIterator;
   private readonly bankIt: BatchIterator | null;
@@ -116,9 +116,6 @@ export class Trainer {
     this.logMsg = o.log ?? ((m) => console.log(m));
     this.device = c.run.device as Device;
     this.hash = configHash(c);
-    const chosen = torch.resolvePrecision(c.run.precision, this.device, o.precisionProbe);
-    this.precision = chosen.precision;
-    if (c.run.precision === 'auto') this.logMsg(`precision: ${chosen.precision} (${chosen.reason})`);
     this.model = inputs.model.to(this.device);
     this.params = this.model.parameters().filter((p) => p.requiresGrad);
     if (!this.params.length) throw new Error('nothing to train: no parameter requires a gradient');
@@ -153,6 +150,12 @@ export class Trainer {
     torch.manualSeed(c.run.seed);
     if (this.device.startsWith('cuda')) torch.Generator.default(this.device).manualSeed(c.run.seed);
     if (o.resume) this.resumeFromLatest();
+    // After the resume: 'auto' measures only for a fresh run (a resumed one took its checkpoint's choice).
+    if (!this.precision) {
+      const chosen = torch.resolvePrecision(c.run.precision, this.device, o.precisionProbe);
+      this.precision = chosen.precision;
+      if (c.run.precision === 'auto') this.logMsg(`precision: ${chosen.precision} (${chosen.reason})`);
+    }
   }
 
   /** One micro-batch: forward over target + replay, weighted losses, backward of loss / accumulate. */
@@ -288,7 +291,10 @@ export class Trainer {
     if (this.device.startsWith('cuda') && s.rng.has('cuda')) Generator.default(this.device).setState(s.rng.get('cuda')!);
     const p = s.progress as { target: { epoch: number; position: number }; bank: { epoch: number; position: number } | null; nan?: Trainer['nan']; precision?: torch.Precision };
     // 'auto' may measure differently now; the run continues in the precision it started with.
-    if (this.config.run.precision === 'auto' && p.precision) this.precision = p.precision;
+    if (this.config.run.precision === 'auto' && p.precision && p.precision !== this.precision) {
+      this.precision = p.precision;
+      this.logMsg(`precision: ${p.precision} (auto, kept from ${file})`);
+    }
     this.targetIt.setState(p.target);
     if (this.bankIt && p.bank) this.bankIt.setState(p.bank);
     if (p.nan) this.nan = { ...p.nan };
