@@ -11,6 +11,7 @@ import { classIndexMap, classify, gateResult, GATE_MIN_SHARE } from '../eval/cla
 import { DEFAULT_ICONNET_WEIGHTS, loadIconClassifier } from '../eval/extractor';
 import { loadDiT, readDiTConfig } from '../models/dit-io';
 import { saveImageGrid } from '../report/grid';
+import { quantizeImages } from '../report/quantize';
 import * as torch from '../torch';
 import { Device } from '../torch';
 import { sampleDiT } from '../tuning/bank';
@@ -86,7 +87,7 @@ export async function runGate(argv: string[]): Promise<void> {
         device, precision: flags.precision as torch.Precision,
       });
       // Quantised as a saved PNG would be, so samples and real images reach the classifier alike.
-      return x.float().clamp(-1, 1).add(1).mul(127.5).add(0.5).clamp(0, 255).to({ dtype: 'uint8', device: 'cpu' });
+      return quantizeImages(x);
     }));
     process.stdout.write(`\r  sampled ${Math.min(start + flags.batch, labels.length)}/${labels.length}`);
   }

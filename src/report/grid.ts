@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import { noGrad } from '../torch/autograd';
 import { Tensor } from '../torch/tensor';
 import { encodePng } from './png';
+import { quantizeImages } from './quantize';
 
 /**
  * images: [N, C, H, W] with C = 1 or 3, values in [-1, 1] (mapped to 0..255 as DiT's save_image with
@@ -17,7 +18,7 @@ export function imageGridPng(images: Tensor, nrow = 8, padding = 2, scale = 1): 
   const bytes = noGrad(() => {
     // Small images are enlarged by pixel repetition so they can be looked at.
     const big = scale === 1 ? images.detach() : images.detach().repeatInterleave(scale, 2).repeatInterleave(scale, 3);
-    const u8 = big.float().clamp(-1, 1).add(1).mul(127.5).add(0.5).clamp(0, 255).to({ dtype: 'uint8', device: 'cpu' });
+    const u8 = quantizeImages(big);
     const hwc = u8.permute(0, 2, 3, 1).contiguous();
     const data = hwc.bytes();
     u8.dispose();

@@ -18,6 +18,7 @@ import { loadDiT } from '../models/dit-io';
 import { decodeLatentImages } from '../data/latent-images';
 import { AutoencoderKL } from '../models/vae';
 import { encodePng } from '../report/png';
+import { quantizeImages } from '../report/quantize';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
 import { readSafetensorsHeader } from '../torch/io/safetensors';
@@ -144,8 +145,7 @@ export function sampleDiT(model: DiT, diffusion: SpacedDiffusion, o: DiTSampleOp
 /** [N, C, H, W] in [-1, 1] -> interleaved uint8 [N, H, W, C] bytes (torchvision save_image's rounding). */
 export function imagesToUint8(x: Tensor): Uint8Array {
   return torch.noGrad(() => torch.scope(() =>
-    x.float().clamp(-1, 1).add(1).mul(127.5).add(0.5).clamp(0, 255).to({ dtype: 'uint8', device: 'cpu' })
-      .permute(0, 2, 3, 1).contiguous().bytes()));
+    quantizeImages(x).permute(0, 2, 3, 1).contiguous().bytes()));
 }
 
 // ---------------------------------------------------------------------------------------------
