@@ -48,3 +48,9 @@ export function parseFlags<S extends FlagSpec>(command: string, summary: string,
   }
   return out as Flags<S>;
 }
+
+/** A flag's value checked against its allowed words (the error names the flag and them). */
+export function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${flag} must be ${allowed.join(' or ')}, got '${value}'`);
+  return value as T;
+}

@@ -8,7 +8,7 @@ import * as torch from '../torch';
 import { Device } from '../torch';
 import { loadVae } from '../models/vae-io';
 import { buildBank, BankSettings, DECODED_DIR, writeDecodedBank } from '../tuning/bank';
-import { parseFlags } from './args';
+import { oneOf, parseFlags } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -34,11 +34,6 @@ const FLAGS = {
   force: { type: 'boolean', help: 'delete an existing bank in --out and start over' },
   vae: { type: 'string', default: '', help: `latent models: also write each item decoded through this VAE (diffusers folder or weights file) as ${DECODED_DIR}/NNNNNN.png, for viewing` },
 } as const;
-
-function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${flag} must be ${allowed.join(' or ')}, got '${value}'`);
-  return value as T;
-}
 
 export async function runBank(argv: string[]): Promise<void> {
   const flags = parseFlags('bank', 'Sample a knowledge bank from a frozen pretrained DiT (resumable).', FLAGS, argv);

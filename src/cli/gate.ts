@@ -16,7 +16,7 @@ import * as torch from '../torch';
 import { Device } from '../torch';
 import { sampleDiT } from '../tuning/bank';
 import { writeFileAtomic } from '../tuning/write-atomic';
-import { parseFlags } from './args';
+import { oneOf, parseFlags } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -46,9 +46,9 @@ export async function runGate(argv: string[]): Promise<void> {
   if (!flags) return;
   if (!flags.ckpt) throw new Error('gate: --ckpt is required');
   if (!flags.data) throw new Error('gate: --data is required (the domain\'s class-subfolder folder)');
-  if (!['ddpm', 'ddim'].includes(flags.sampler)) throw new Error(`--sampler must be ddpm or ddim, got '${flags.sampler}'`);
-  if (!['fp32', 'bf16'].includes(flags.precision)) throw new Error(`--precision must be fp32 or bf16, got '${flags.precision}'`);
-  if (!['3', 'all'].includes(flags['guide-channels'])) throw new Error(`--guide-channels must be 3 or all, got '${flags['guide-channels']}'`);
+  const sampler = oneOf('sampler', flags.sampler, ['ddpm', 'ddim'] as const);
+  const precision = oneOf('precision', flags.precision, ['fp32', 'bf16'] as const);
+  const guide = oneOf('guide-channels', flags['guide-channels'], ['3', 'all'] as const);
   if (!Number.isInteger(flags['per-class']) || flags['per-class'] < 1) throw new Error(`--per-class must be a positive integer, got ${flags['per-class']}`);
   for (const f of [flags.out, flags.grid]) if (f) fs.mkdirSync(path.dirname(path.resolve(f)), { recursive: true });
   const device = flags.device as Device;
@@ -83,8 +83,7 @@ export async function runGate(argv: string[]): Promise<void> {
       const xT = torch.randn([part.length, c.inChannels, c.inputSize, c.inputSize], { generator: noise }).to({ device });
       const x = sampleDiT(model, diffusion, {
         labels: torch.tensor(part, { dtype: 'int64', device }), noise: xT, cfg: flags.cfg,
-        guideChannels: flags['guide-channels'] === 'all' ? 'all' : 3, sampler: flags.sampler as 'ddpm' | 'ddim', clip: true,
-        device, precision: flags.precision as torch.Precision,
+        guideChannels: guide === 'all' ? 'all' : 3, sampler, clip: true, device, precision,
       });
       // Quantised as a saved PNG would be, so samples and real images reach the classifier alike.
       return quantizeImages(x);

@@ -11,7 +11,7 @@ import { loadVae } from '../models/vae-io';
 import { saveImageGrid } from '../report/grid';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
-import { parseFlags } from './args';
+import { oneOf, parseFlags } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -91,8 +91,7 @@ export async function runSample(argv: string[]): Promise<void> {
   const labels = parseClasses(flags.classes, flags.n, c.numClasses, flags.seed);
   if (!['auto', 'yes', 'no'].includes(flags.clip)) throw new Error(`--clip must be auto, yes or no, got '${flags.clip}'`);
   const clipDenoised = flags.clip === 'auto' ? pixels : flags.clip === 'yes';
-  if (!['fp32', 'bf16'].includes(flags.precision)) throw new Error(`--precision must be fp32 or bf16, got '${flags.precision}'`);
-  const precision = flags.precision as torch.Precision;
+  const precision = oneOf('precision', flags.precision, ['fp32', 'bf16'] as const);
   const diffusion = createDiffusion({ timestepRespacing: flags.steps, learnSigma: c.learnSigma });
   const useCfg = flags.cfg !== 1;
   torch.manualSeed(flags.seed);
