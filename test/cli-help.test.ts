@@ -45,6 +45,9 @@ function commandWords(argv: string[]): string[] {
   return ['datasets', 'extractor'].includes(argv[0]) ? argv.slice(0, 2) : argv.slice(0, 1);
 }
 
+const COMMANDS = ['bank', 'controlnet', 'demo', 'eval', 'ewc', 'export', 'finetune', 'forgetting', 'gate', 'info', 'plan', 'pretrain', 'sample',
+  'datasets build', 'datasets list', 'datasets encode', 'datasets condition', 'extractor train'];
+
 test('every `npx difftune` line of the README names a command and flags that exist', () => {
   const commands = readmeCommands(README);
   assert.ok(commands.length >= 20, `found only ${commands.length} README commands`);
@@ -65,6 +68,32 @@ test('every `npx difftune` line of the README names a command and flags that exi
 test('the README parser finds commands, joined continuation lines and flags', () => {
   const cmds = readmeCommands('x\nnpm ci && npx difftune demo   # the demo\nnpx difftune finetune --a 1 \\\n  --b 2\n`npx difftune info` in prose\n');
   assert.deepEqual(cmds, [['demo'], ['finetune', '--a', '1', '--b', '2']]);
+});
+
+test('every --help names its own command and gives each option a type and a default (or says it is required)', () => {
+  for (const command of COMMANDS) {
+    const words = command.split(' ');
+    const text = help(words);
+    assert.match(text, new RegExp(`^usage: difftune ${command}\\b`), `${command} --help`);
+    for (const o of options(text)) {
+      if (o.value === undefined) continue; // a boolean: off unless given
+      assert.match(o.help, /default|required/, `${command}: ${o.flag} states no default`);
+    }
+  }
+});
+
+test('trainer flags show the config field type and default, and --set', () => {
+  for (const command of ['finetune', 'pretrain', 'plan', 'controlnet']) {
+    const text = help([command]);
+    assert.match(text, /--steps <integer>\n\s+run\.steps: .*\(default 24000\)/, command);
+    assert.match(text, /--set <path=value>/, command);
+    assert.match(text, /--precision <fp32\|bf16\|auto>/, command);
+  }
+  assert.match(help(['finetune']), /--lr <number>/);
+  assert.match(help(['controlnet']), /--method <full\|diff-tuning>\n.*\(default "full"\)/);
+  assert.doesNotMatch(help(['plan']), /--resume/, 'plan trains nothing to resume');
+  const missing = difftune(['finetune', '--steps'], { ok: false });
+  assert.match(missing.stderr, /--steps needs a value \(<integer>\)/);
 });
 
 test('iconnet: the registry, the README and the built dataset agree on its sets and size', () => {

@@ -1,6 +1,8 @@
 // A small, strict flag parser: --name value / --name=value / --flag; unknown flags are errors.
 
-export type FlagSpec = Record<string, { type: 'number' | 'string' | 'boolean'; default?: number | string | boolean; help: string }>;
+/** `value`: what the value is, as help and messages name it (default the type); for string flags
+ * that a config schema parses later (the trainer's shortcuts are numbers, enums, ...). */
+export type FlagSpec = Record<string, { type: 'number' | 'string' | 'boolean'; default?: number | string | boolean; help: string; value?: string }>;
 
 export type Flags<S extends FlagSpec> = {
   [K in keyof S]: S[K]['type'] extends 'number' ? number : S[K]['type'] extends 'boolean' ? boolean : string;
@@ -8,8 +10,9 @@ export type Flags<S extends FlagSpec> = {
 
 export function helpText(command: string, summary: string, spec: FlagSpec): string {
   const rows = Object.entries(spec).map(([k, s]) => {
-    const def = s.default === undefined || s.default === '' ? '' : ` (default ${JSON.stringify(s.default)})`;
-    return `  --${k}${s.type === 'boolean' ? '' : ` <${s.type}>`}\n      ${s.help}${def}`;
+    const def = s.default === undefined ? (s.type === 'boolean' ? '' : ' (required)')
+      : s.default === '' ? (/default/.test(s.help) ? '' : ' (default none)') : ` (default ${JSON.stringify(s.default)})`;
+    return `  --${k}${s.type === 'boolean' ? '' : ` <${s.value ?? s.type}>`}\n      ${s.help}${def}`;
   });
   return `usage: difftune ${command} [options]\n\n${summary}\n\noptions:\n${rows.join('\n')}`;
 }
@@ -32,7 +35,7 @@ export function parseFlags<S extends FlagSpec>(command: string, summary: string,
       continue;
     }
     const value = m[2] ?? argv[++i];
-    if (value === undefined) throw new Error(`${command}: option --${m[1]} needs a ${s.type} value`);
+    if (value === undefined) throw new Error(`${command}: option --${m[1]} needs a value (<${s.value ?? s.type}>)`);
     if (s.type === 'number') {
       const n = Number(value);
       if (!Number.isFinite(n)) throw new Error(`${command}: option --${m[1]} expects a number, got '${value}'`);

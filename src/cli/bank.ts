@@ -21,7 +21,7 @@ const FLAGS = {
   n: { type: 'number', help: 'number of items (a larger n grows an existing bank)' },
   labels: { type: 'string', default: 'uniform', help: "'uniform' (balanced classes) or 'unconditional' (the null label, no guidance)" },
   cfg: { type: 'string', default: 'auto', help: "guidance scale; 'auto': 1.5 for uniform labels (DiT's sample_ddp.py), 1 for unconditional" },
-  'guide-channels': { type: 'string', default: '3', help: "channels that get guidance: '3' (the official DiT behaviour) or 'all'" },
+  'guide-channels': { type: 'string', default: '3', value: 'N|all', help: "channels that get guidance: '3' (the official DiT behaviour) or 'all'" },
   sampler: { type: 'string', default: 'ddpm', help: 'ddpm or ddim' },
   steps: { type: 'number', default: 250, help: 'respaced sampling steps out of 1000' },
   eta: { type: 'number', default: 0, help: 'DDIM eta' },

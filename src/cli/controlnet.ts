@@ -3,11 +3,12 @@
 // previews), with the sudden-convergence detector in the loop.
 import * as path from 'path';
 import * as torch from '../torch';
-import { describeSchema } from '../tuning/config-schema';
+import { describeSchema, fieldAt, FieldSpec } from '../tuning/config-schema';
 import { TRAIN_SCHEMA } from '../tuning/config';
 import { CONTROLNET_SCHEMA, resolveControlNetConfig } from '../tuning/controlnet-config';
 import { trainControlNet } from '../tuning/controlnet-run';
-import { parseFlags } from './args';
+import { FlagSpec, parseFlags } from './args';
+import { schemaFlag, SET_FLAG } from './config-flags';
 import { configureThreads } from './threads';
 import { checkRunFolder, takeSets } from './train';
 
@@ -21,22 +22,22 @@ const SHORTCUTS: Record<string, string> = {
   'preview-every': 'run.previewEvery',
 };
 
-function fieldHelp(field: string): string {
-  const [root, ...rest] = field.split('.');
-  let node: unknown = root === 'controlnet' ? CONTROLNET_SCHEMA : (TRAIN_SCHEMA as Record<string, unknown>)[root];
-  for (const part of rest) node = (node as Record<string, unknown>)[part];
-  return (node as { help: string }).help;
+function field(path: string): FieldSpec {
+  const spec = path.startsWith('controlnet.') ? fieldAt(CONTROLNET_SCHEMA, path.slice('controlnet.'.length)) : fieldAt(TRAIN_SCHEMA, path);
+  // A ControlNet's method defaults to full (resolveControlNetConfig), not the trainer's diff-tuning.
+  return path === 'method' ? { type: 'enum', values: ['full', 'diff-tuning'], default: 'full', help: spec.help } : spec;
 }
 
 export async function runControlNet(argv: string[]): Promise<void> {
   const { rest, sets } = takeSets(argv);
-  const spec: Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }> = {
+  const spec: FlagSpec = {
     config: { type: 'string', default: '', help: 'JSON config file: trainer fields plus a "controlnet" section (see --help-config)' },
     resume: { type: 'boolean', default: false, help: 'continue from the newest checkpoint in the run folder' },
     'print-config': { type: 'boolean', default: false, help: 'print the resolved configs and exit' },
     'help-config': { type: 'boolean', default: false, help: 'list every config field with its default' },
   };
-  for (const [flag, field] of Object.entries(SHORTCUTS)) spec[flag] = { type: 'string', default: '', help: `${field}: ${fieldHelp(field)}` };
+  for (const [flag, path] of Object.entries(SHORTCUTS)) spec[flag] = schemaFlag(path, field(path));
+  spec.set = SET_FLAG;
   const flags = parseFlags('controlnet', 'Train a DiT-ControlNet (the base DiT frozen) on an image folder with one condition: --method full (default) or diff-tuning.', spec, rest) as
     Record<string, string | boolean> | null;
   if (!flags) return;

@@ -14,7 +14,7 @@ const TRAIN_FLAGS = {
   'weight-decay': { type: 'number', default: 0.05, help: 'AdamW weight decay (not on norms and biases)' },
   seed: { type: 'number', default: 0, help: 'seed of the initialisation, the data order and the train/eval split' },
   'eval-fraction': { type: 'number', default: 0.1, help: 'part of the data held out for the reported accuracy' },
-  widths: { type: 'string', default: '32,64,128,256', help: 'stem and stage widths; the last is the feature dimension' },
+  widths: { type: 'string', default: '32,64,128,256', value: 'n,n,...', help: 'stem and stage widths; the last is the feature dimension' },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
 } as const;
 

@@ -32,7 +32,7 @@ const commands: Record<string, Command> = {
   gate: { summary: 'the source-model quality gate: class accuracy of its samples (bank sampler settings) against held-out real images (pass: >= 75%)', run: runGate },
   info: { summary: 'show the libtorch build, devices and threads', run: runInfo },
   finetune: { summary: 'fine-tune a DiT: full, diff-tuning, ablations, P2/Min-SNR, PEFT (DiffFit, BitFit, LoRA, AdaptFormer)', run: runFinetune },
-  plan: { summary: 'estimate the memory of a finetune/pretrain config before running it', run: (argv) => runTraining('finetune', ['--plan', ...argv]) },
+  plan: { summary: 'estimate the memory of a finetune/pretrain config before running it', run: (argv) => runTraining('plan', argv) },
   pretrain: { summary: 'train a DiT from scratch (a source model)', run: runPretrain },
   sample: { summary: 'sample a DiT checkpoint to a PNG grid (DDPM or DDIM, classifier-free guidance)', run: runSample },
 };

@@ -4,13 +4,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as torch from '../torch';
-import { describeSchema } from '../tuning/config-schema';
+import { describeSchema, fieldAt } from '../tuning/config-schema';
 import { Method, resolveConfig, TRAIN_SCHEMA, TrainConfig } from '../tuning/config';
 import { estimateMemory, formatPlan } from '../tuning/plan';
 import { prepareInputs } from '../tuning/setup';
 import { Trainer } from '../tuning/trainer';
 import { writeFileAtomic } from '../tuning/write-atomic';
-import { parseFlags } from './args';
+import { FlagSpec, parseFlags } from './args';
+import { schemaFlag, SET_FLAG } from './config-flags';
 import { configureThreads } from './threads';
 
 /** Flag -> config field. */
@@ -24,8 +25,8 @@ const SHORTCUTS: Record<string, string> = {
   'preview-every': 'run.previewEvery', vae: 'model.vae',
 };
 
-function flagSpec(method: Method | null) {
-  const spec: Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }> = {
+function flagSpec(method: Method | null): FlagSpec {
+  const spec: FlagSpec = {
     config: { type: 'string', default: '', help: 'JSON config file (see --help-config for every field)' },
     resume: { type: 'boolean', default: false, help: 'continue from the newest checkpoint in the run folder' },
     'print-config': { type: 'boolean', default: false, help: 'print the resolved config and exit' },
@@ -35,16 +36,10 @@ function flagSpec(method: Method | null) {
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
     if (method === 'pretrain' && ['ckpt', 'bank', 'labels', 'tau', 'tau-replay', 'replay-ratio', 'retention-weight'].includes(flag)) continue;
     if (flag === 'method' && method === 'pretrain') continue;
-    spec[flag] = { type: 'string', default: '', help: `${field}: ${fieldHelp(field)}` };
+    spec[flag] = schemaFlag(field, fieldAt(TRAIN_SCHEMA, field));
   }
+  spec.set = SET_FLAG;
   return spec;
-}
-
-/** The schema's description of a config field ("a.b"). */
-function fieldHelp(field: string): string {
-  let node: unknown = TRAIN_SCHEMA;
-  for (const part of field.split('.')) node = (node as Record<string, unknown>)[part];
-  return (node as { help: string }).help;
 }
 
 /** Splits `--set a.b=v` pairs off argv (they may repeat). */
@@ -62,13 +57,20 @@ export function takeSets(argv: string[]): { rest: string[]; sets: [string, strin
   return { rest, sets };
 }
 
-export async function runTraining(command: 'finetune' | 'pretrain', argv: string[]): Promise<void> {
+const SUMMARIES = {
+  pretrain: 'Train a DiT from scratch on an image folder (the source model for transfer).',
+  finetune: 'Fine-tune a pretrained DiT on an image folder: full, diff-tuning, ablations, P2/Min-SNR, PEFT.',
+  plan: 'Estimate the memory of a finetune config without training it (the options are finetune\'s; `difftune pretrain --plan` for pretrain).',
+};
+const CONFIG_NOTE = 'Each option below sets the config field it names; --set path=value sets any field, --config FILE reads them from JSON.';
+
+export async function runTraining(command: 'finetune' | 'pretrain' | 'plan', argv: string[]): Promise<void> {
   const { rest, sets } = takeSets(argv);
-  const summary = command === 'pretrain'
-    ? 'Train a DiT from scratch on an image folder (the source model for transfer).'
-    : 'Fine-tune a pretrained DiT on an image folder: full, diff-tuning, ablations, P2/Min-SNR, PEFT.';
-  const flags = parseFlags(command, summary, flagSpec(command === 'pretrain' ? 'pretrain' : null), rest) as Record<string, string | boolean> | null;
+  const spec = flagSpec(command === 'pretrain' ? 'pretrain' : null);
+  if (command === 'plan') { delete spec.plan; delete spec.resume; }
+  const flags = parseFlags(command, `${SUMMARIES[command]}\n${CONFIG_NOTE}`, spec, rest) as Record<string, string | boolean> | null;
   if (!flags) return;
+  if (command === 'plan') flags.plan = true;
   if (flags['help-config']) {
     console.log(`config fields (JSON file via --config, or --set path=value):\n${describeSchema(TRAIN_SCHEMA).join('\n')}`);
     return;
@@ -79,7 +81,7 @@ export async function runTraining(command: 'finetune' | 'pretrain', argv: string
     if (typeof flags[flag] === 'string' && flags[flag] !== '') overrides.push([field, flags[flag] as string]);
   }
   const config = resolveConfig({ file: (flags.config as string) || undefined, overrides: [...overrides, ...sets] });
-  if (command === 'finetune' && config.method === 'pretrain') throw new Error("finetune: method 'pretrain' belongs to `difftune pretrain`");
+  if (command !== 'pretrain' && config.method === 'pretrain') throw new Error("finetune: method 'pretrain' belongs to `difftune pretrain`");
   if (flags['print-config']) {
     console.log(JSON.stringify(config, null, 2));
     return;

@@ -135,14 +135,32 @@ export function setPath(obj: Record<string, unknown>, path: string, value: unkno
   node[parts[parts.length - 1]] = value;
 }
 
+/** A field's value type as help shows it: integer, number, a|b|c, ... */
+export function fieldType(s: FieldSpec): string {
+  if (s.type === 'enum') return s.values.join('|');
+  if (s.type === 'number' && s.integer) return 'integer';
+  if (s.type === 'numbers') return 'number,number';
+  return s.type;
+}
+
+/** The field at `path` ("a.b.c") of spec. */
+export function fieldAt(spec: SectionSpec, path: string): FieldSpec {
+  let node: FieldSpec | SectionSpec = spec;
+  for (const part of path.split('.')) {
+    node = (node as SectionSpec)[part];
+    if (!node) throw new Error(`no config field ${path}`);
+  }
+  if (!isField(node)) throw new Error(`${path} is a section, not a field`);
+  return node;
+}
+
 /** The schema as indented "path  type (default)  help" lines. */
 export function describeSchema(spec: SectionSpec, prefix = ''): string[] {
   const lines: string[] = [];
   for (const [k, s] of Object.entries(spec)) {
     const path = prefix ? `${prefix}.${k}` : k;
     if (isField(s)) {
-      const type = s.type === 'enum' ? s.values.join('|') : s.type;
-      lines.push(`  ${path}  <${type}>  default ${JSON.stringify(s.default)}\n      ${s.help}`);
+      lines.push(`  ${path}  <${fieldType(s)}>  default ${JSON.stringify(s.default)}\n      ${s.help}`);
     } else {
       lines.push(...describeSchema(s, path));
     }
