@@ -8,6 +8,7 @@ import * as torch from '../src/torch';
 import { createDiT, DIT_MODELS } from '../src/models/dit';
 import { loadDiT, loadDiTWeights, readDiTConfig, saveDiT } from '../src/models/dit-io';
 import { detectLayout, diffusersToOfficial, officialToDiffusers } from '../src/models/dit-keys';
+import { writePretrained } from './helpers/train-fixture';
 
 const ref = path.join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'dit-ref');
 const hasRef = fs.existsSync(path.join(ref, 'model.safetensors'));
@@ -126,4 +127,22 @@ test('a truncated or hostile checkpoint gives a clear error naming the file', { 
   assert.throws(() => loadDiT(cut, { config: readDiTConfig(path.join(ref, 'config.json')) }), /cut\.safetensors.*(truncat|beyond|end of)/i);
   const hostile = path.join(__dirname, '..', '..', 'test', 'fixtures', 'pt', 'hostile_os_system_zip.pt');
   assert.throws(() => loadDiTWeights(hostile), /hostile_os_system_zip\.pt.*(system)/);
+});
+
+test('a missing weights file is named as missing, not as a missing config', () => {
+  const file = path.join(tmp, 'no-such-model.safetensors');
+  assert.throws(() => loadDiT(file), /no-such-model\.safetensors: file does not exist/);
+});
+
+test("an exported model loads with its config from the file's metadata when the .json beside it is gone", () => {
+  const file = path.join(tmp, 'alone', 'model.safetensors');
+  const saved = writePretrained(file);
+  fs.rmSync(file.replace(/\.safetensors$/, '.json'));
+  const { model } = loadDiT(file);
+  assert.deepEqual(model.config, saved.config);
+  assert.ok(model.stateDict().get('final_layer.linear.weight')!.equal(saved.stateDict().get('final_layer.linear.weight')!));
+  // Without metadata either, the message asks for a config.
+  const bare = path.join(tmp, 'alone', 'bare.safetensors');
+  torch.saveSafetensors(bare, saved.stateDict());
+  assert.throws(() => loadDiT(bare), /no model config given/);
 });

@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { LoadReport } from '../torch/nn/module';
-import { loadCheckpoint, saveSafetensors } from '../torch/serialization';
+import { CheckpointError, loadCheckpoint, safetensorsMetadata, saveSafetensors } from '../torch/serialization';
 import { Device, Tensor } from '../torch/tensor';
 import { configFromModelArgs, DiT, DiTConfig, DIT_DEFAULTS, modelArgs } from './dit';
 import { detectLayout, diffusersToOfficial, stripModulePrefix } from './dit-keys';
@@ -84,15 +84,34 @@ export interface LoadDiTOptions extends LoadDiTWeightsOptions {
   partial?: boolean;
 }
 
+/** The constructor arguments saveDiT also writes into a safetensors file's metadata ('config'), or null. */
+function embeddedConfig(file: string): DiTConfig | null {
+  if (!file.endsWith('.safetensors')) return null;
+  const text = safetensorsMetadata(file).config;
+  if (text === undefined) return null;
+  let args: unknown;
+  try {
+    args = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: metadata 'config' is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new Error(`${file}: metadata 'config' must be a JSON object`);
+  return withFile(`${file} (metadata 'config')`, () => configFromModelArgs(args as Record<string, unknown>));
+}
+
 /** Builds a DiT from a weights file and its config, loading strictly unless partial is asked for. */
 export function loadDiT(file: string, o: LoadDiTOptions = {}): { model: DiT; report: LoadReport; warnings: string[] } {
+  // Checked first: a mistyped path is not a missing config.
+  if (!fs.existsSync(file)) throw new CheckpointError(file, 'file does not exist');
   const configFile = o.configFile ?? (o.config ? null : siblingConfig(file));
-  if (!o.config && !configFile) {
+  // An exported model file carries its config in its metadata: it loads without the .json beside it.
+  const config0 = o.config ?? (configFile ? readDiTConfig(configFile) : embeddedConfig(file));
+  if (!config0) {
     throw new Error(`${file}: no model config given and no ${path.basename(file).replace(/\.[^.]+$/, '.json')} or config.json beside it ` +
       '(pass --config with the official constructor arguments, e.g. {"input_size": 32, "depth": 28, ...})');
   }
   const { stateDict, warnings } = loadDiTWeights(file, o);
-  const config = withGammasOf(stateDict, o.config ?? readDiTConfig(configFile!));
+  const config = withGammasOf(stateDict, config0);
   const model = new DiT(config, { initialize: false });
   // Unmergeable adapters (AdaptFormer) are part of the saved model: rebuild them before loading.
   const adapters = configFile ? readAdapters(configFile) : null;
