@@ -12,6 +12,7 @@ import { saveImageGrid } from '../report/grid';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
 import { oneOf, parseFlags } from './args';
+import { positiveInt, respacing } from './checks';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -66,6 +67,9 @@ export async function runSample(argv: string[]): Promise<void> {
   const flags = parseFlags('sample', 'Sample a DiT checkpoint to a PNG grid.', FLAGS, argv);
   if (!flags) return;
   if (!['ddpm', 'ddim'].includes(flags.sampler)) throw new Error(`--sampler must be ddpm or ddim, got '${flags.sampler}'`);
+  // Checked before the model loads, so a bad value fails at once and names its flag.
+  respacing('steps', flags.steps);
+  for (const f of ['n', 'batch', 'vae-batch', 'nrow'] as const) positiveInt(f, flags[f]);
   const guide = flags['guide-channels'] === 'all' ? 'all' : Number(flags['guide-channels']);
   if (guide !== 'all' && !(Number.isInteger(guide) && guide > 0)) throw new Error(`--guide-channels must be a positive integer or 'all'`);
   configureThreads();
