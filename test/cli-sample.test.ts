@@ -1,11 +1,14 @@
 // `difftune sample` on a tiny model: bad flag values fail at once naming the flag (not a library
 // function), and the output is checked writable before any sampling.
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { difftune } from './helpers/difftune-cli';
 import { tempDir, writePretrained } from './helpers/train-fixture';
 
+const MAIN = path.join(__dirname, '..', 'src', 'cli', 'main.js');
 const dir = tempDir('cli-sample');
 const ckpt = path.join(dir, 'model.safetensors');
 writePretrained(ckpt);
@@ -16,4 +19,17 @@ test('sample: --n 0, --steps 0 and --steps abc are refused naming the flag', () 
   assert.match(sample('--steps', '0').stderr, /--steps '0' keeps no timestep/);
   assert.match(sample('--steps', 'abc').stderr, /--steps 'abc': cannot parse/);
   assert.match(sample('--batch', '2.5').stderr, /--batch must be a whole number >= 1/);
+});
+
+test('sample: an --out that cannot be written fails before sampling, also under /proc (no endless mkdir)', () => {
+  const file = path.join(dir, 'a-file');
+  fs.writeFileSync(file, '');
+  // 1000 DDPM steps would take a while: the error must come first.
+  const r = difftune(['sample', '--ckpt', ckpt, '--steps', '1000', '--out', path.join(file, 'grid.png')], { ok: false });
+  assert.match(r.stderr, /--out .*a-file: cannot write there \(ENOTDIR/);
+  assert.doesNotMatch(r.stdout, /sampling/);
+  const started = Date.now();
+  const proc = spawnSync(process.execPath, [MAIN, 'sample', '--ckpt', ckpt, '--out', '/proc/difftune-test/x/grid.png'], { encoding: 'utf8', timeout: 60_000 });
+  assert.notEqual(proc.signal, 'SIGTERM', `still running after ${(Date.now() - started) / 1000} s`);
+  assert.match(proc.stderr, /--out \/proc\/difftune-test\/x: cannot write there/);
 });

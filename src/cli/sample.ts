@@ -1,5 +1,4 @@
 // `difftune sample`: class-conditional samples from a DiT checkpoint, saved as a PNG grid.
-import * as fs from 'fs';
 import * as path from 'path';
 import { cfgBatch, conditionalHalf } from '../diffusion/cfg';
 import { createDiffusion } from '../diffusion/create';
@@ -14,6 +13,7 @@ import { Device, Tensor } from '../torch';
 import { oneOf, parseFlags } from './args';
 import { positiveInt, respacing } from './checks';
 import { configureThreads } from './threads';
+import { checkWritableDir } from './writable';
 
 const FLAGS = {
   ckpt: { type: 'string', help: 'DiT weights: .safetensors (ours or diffusers layout) or an official .pt' },
@@ -78,6 +78,7 @@ export async function runSample(argv: string[]): Promise<void> {
 
   const toPng = /\.png$/i.test(flags.out);
   if (!toPng && !/\.safetensors$/i.test(flags.out)) throw new Error(`--out must end in .png or .safetensors, got '${flags.out}'`);
+  checkWritableDir('out', path.dirname(path.resolve(flags.out)));
   const { model, warnings } = loadDiT(flags.ckpt, { config: modelConfig(flags), key: flags.key || undefined, device });
   for (const w of warnings) console.warn(`warning: ${w}`);
   model.eval();
@@ -125,7 +126,6 @@ export async function runSample(argv: string[]): Promise<void> {
     process.stdout.write('\n');
   }
   const samples = torch.cat(chunks, 0);
-  fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
   const labelTensor = torch.tensor(labels, { dtype: 'int64' });
   if (!toPng) {
     torch.saveSafetensors(flags.out, { samples, labels: labelTensor });
