@@ -137,6 +137,8 @@ test('a run killed while writing a checkpoint leaves the previous one intact, an
   trainer.dispose();
   assert.deepEqual(listCheckpoints(dir).map((x) => x.step), [4, 8, 12]);
   assert.equal(fs.readdirSync(dir).filter((n) => n.includes('.tmp-')).length, 0, 'the dead writer\'s temp file is cleaned up');
+  // Step 8 was logged before the kill and again after the resume from 4: the log keeps it once.
+  assert.deepEqual(readJsonl(path.join(out, 'log.jsonl')).map((r) => r.step), [4, 8, 12]);
 });
 
 test('the NaN guard skips non-finite steps, counts them, and rolls back to the last checkpoint after K in a row', async () => {

@@ -77,3 +77,25 @@ export function readJsonl(file: string): Record<string, unknown>[] {
   }
   return records;
 }
+
+/**
+ * Cuts a log back to the records up to `step` (by their `step` field), for a run resumed from a
+ * checkpoint at that step: the steps after it run again and are logged again. Records are in the
+ * order they were written, so everything from the first later one on is dropped.
+ */
+export function truncateJsonlAfter(file: string, step: number): void {
+  if (!fs.existsSync(file)) return;
+  const text = fs.readFileSync(file);
+  let offset = 0;
+  while (offset < text.length) {
+    const end = text.indexOf(0x0a, offset);
+    const next = end < 0 ? text.length : end + 1;
+    let record: unknown = null;
+    try {
+      record = JSON.parse(text.subarray(offset, next).toString('utf8'));
+    } catch { /* a half-written last line goes with the rest */ }
+    if (end < 0 || (record !== null && typeof (record as { step?: unknown }).step === 'number' && (record as { step: number }).step > step)) break;
+    offset = next;
+  }
+  if (offset < text.length) fs.truncateSync(file, offset);
+}

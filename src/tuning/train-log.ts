@@ -2,7 +2,7 @@
 // (where along the chain the model is learning), learning rate, gradient norm, throughput and
 // memory, every log interval to log.jsonl and TensorBoard event files, plus a progress bar.
 import * as path from 'path';
-import { JsonlLogger } from '../report/jsonl';
+import { JsonlLogger, truncateJsonlAfter } from '../report/jsonl';
 import { ProgressBar } from '../report/progress';
 import { TensorBoardWriter } from '../report/tensorboard';
 import * as torch from '../torch';
@@ -146,6 +146,11 @@ export class TrainLog implements ImageSink {
   /** Counters a checkpoint carries so a resumed run continues them. */
   progress(): Record<string, unknown> {
     return { imagesSeen: this.imagesSeen };
+  }
+
+  /** Drops log.jsonl's records after `step` (a resume from there logs those steps again). */
+  rewind(step: number): void {
+    if (this.jsonl) truncateJsonlAfter(this.jsonl.file, step);
   }
 
   restore(p: Record<string, unknown>): void {

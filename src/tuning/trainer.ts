@@ -308,6 +308,7 @@ export class Trainer {
     const last = listCheckpoints(this.checkpointDir).pop();
     if (!last) return;
     this.restore(last.file);
+    this.trainLog.rewind(this.step);
     this.logMsg(`resumed from ${last.file} at step ${this.step}`);
   }
 
