@@ -1,14 +1,12 @@
 // `difftune sample` on a tiny model: bad flag values fail at once naming the flag (not a library
 // function), and the output is checked writable before any sampling.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { difftune } from './helpers/difftune-cli';
 import { tempDir, writePretrained } from './helpers/train-fixture';
 
-const MAIN = path.join(__dirname, '..', 'src', 'cli', 'main.js');
 const dir = tempDir('cli-sample');
 const ckpt = path.join(dir, 'model.safetensors');
 writePretrained(ckpt);
@@ -28,8 +26,6 @@ test('sample: an --out that cannot be written fails before sampling, also under 
   const r = difftune(['sample', '--ckpt', ckpt, '--steps', '1000', '--out', path.join(file, 'grid.png')], { ok: false });
   assert.match(r.stderr, /--out .*a-file: cannot write there \(ENOTDIR/);
   assert.doesNotMatch(r.stdout, /sampling/);
-  const started = Date.now();
-  const proc = spawnSync(process.execPath, [MAIN, 'sample', '--ckpt', ckpt, '--out', '/proc/difftune-test/x/grid.png'], { encoding: 'utf8', timeout: 60_000 });
-  assert.notEqual(proc.signal, 'SIGTERM', `still running after ${(Date.now() - started) / 1000} s`);
+  const proc = difftune(['sample', '--ckpt', ckpt, '--out', '/proc/difftune-test/x/grid.png'], { ok: false, timeoutMs: 60_000 });
   assert.match(proc.stderr, /--out \/proc\/difftune-test\/x: cannot write there/);
 });

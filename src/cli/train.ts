@@ -9,10 +9,12 @@ import { Method, resolveConfig, TRAIN_SCHEMA, TrainConfig } from '../tuning/conf
 import { estimateMemory, formatPlan } from '../tuning/plan';
 import { prepareInputs } from '../tuning/setup';
 import { Trainer } from '../tuning/trainer';
+import { listCheckpoints } from '../tuning/checkpoint';
 import { writeFileAtomic } from '../tuning/write-atomic';
 import { FlagSpec, parseFlags } from './args';
 import { schemaFlag, SET_FLAG } from './config-flags';
 import { configureThreads } from './threads';
+import { checkWritableDir } from './writable';
 
 /** Flag -> config field. */
 const SHORTCUTS: Record<string, string> = {
@@ -90,11 +92,12 @@ export async function runTraining(command: 'finetune' | 'pretrain' | 'plan', arg
   torch.manualSeed(config.run.seed);
   console.log(`resolved config:\n${JSON.stringify(config, null, 2)}`);
 
+  // Before the data and model load: a wrong --out or --resume should not wait for them.
+  if (!flags.plan) checkRunFolder(config, Boolean(flags.resume));
   const inputs = await prepareInputs(config);
   const plan = estimateMemory(inputs.model, config);
   console.log(formatPlan(plan));
   if (flags.plan) return;
-  checkRunFolder(config, Boolean(flags.resume));
   const trainer = new Trainer(config, inputs, { resume: Boolean(flags.resume) });
   // Saved once the trainer accepted the folder (a resume compares against the old config.json).
   writeFileAtomic(path.join(config.run.out, 'config.json'), JSON.stringify(config, null, 2) + '\n');
@@ -106,12 +109,21 @@ export async function runTraining(command: 'finetune' | 'pretrain' | 'plan', arg
   }
 }
 
-/** Refuses to mix a new run into a folder holding another run's checkpoints. */
+/**
+ * The run folder before any work: writable, not holding another run's checkpoints unless resuming,
+ * and holding some when resuming (a mistyped --out must not silently start again from step 0).
+ */
 export function checkRunFolder(c: TrainConfig, resume: boolean): void {
   const ckpts = path.join(c.run.out, 'checkpoints');
-  if (!resume && fs.existsSync(ckpts) && fs.readdirSync(ckpts).some((f) => f.endsWith('.safetensors'))) {
+  const held = listCheckpoints(ckpts).length;
+  if (!resume && held > 0) {
     throw new Error(`${c.run.out} already holds checkpoints: pass --resume to continue that run, or choose another --out`);
   }
+  if (resume && held === 0) {
+    throw new Error(`--resume: ${c.run.out} holds no checkpoints to resume from (${fs.existsSync(c.run.out) ? 'no step-N.safetensors in its checkpoints/' : 'no such folder'}); ` +
+      'check --out, or drop --resume to start a new run');
+  }
+  checkWritableDir('out', c.run.out);
 }
 
 export const runFinetune = (argv: string[]): Promise<void> => runTraining('finetune', argv);
