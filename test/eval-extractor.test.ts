@@ -122,6 +122,22 @@ test("loadExtractor('iconnet:FILE'): uint8 images give the network's features of
   assert.throws(() => loadExtractor(`iconnet:${path.join(tmp, 'missing.safetensors')}`), /missing\.safetensors: iconnet extractor weights not found/);
   assert.throws(() => loadExtractor('inception'), /inception:FILE/);
   assert.throws(() => loadExtractor('clip'), /unknown extractor 'clip'/);
+  // 'fashion' is the same network under its own metric name, by default the shipped Fashion-MNIST weights.
+  const fashion = loadExtractor(`fashion:${file}`);
+  try {
+    assert.equal(fashion.name, 'fashion');
+    assert.equal(fashion.weightsFile, path.resolve(file));
+  } finally {
+    fashion.dispose();
+  }
+  const shipped = loadExtractor('fashion');
+  try {
+    assert.equal(shipped.name, 'fashion');
+    assert.equal(path.basename(shipped.weightsFile), 'fashion-classifier.safetensors');
+    assert.equal(shipped.dim, 128);
+  } finally {
+    shipped.dispose();
+  }
 });
 
 let trained: { file: string; model: IconClassifier } | null = null;

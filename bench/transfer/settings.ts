@@ -102,7 +102,7 @@ export const USAGE = `usage: npm run bench:transfer -- [flags]
   --work DIR                banks and run folders (default runs/bench-transfer)
   --steps N --seeds K --batch B --train-size N --subset-seed S
   --bank-size N --bank-steps N --cfg S
-  --eval-samples N --eval-steps N --eval-batch N --extractor iconnet|iconnet:FILE|inception:FILE
+  --eval-samples N --eval-steps N --eval-batch N --extractor iconnet|fashion|iconnet:FILE|inception:FILE
   --ablation-target NAME --sweep-target NAME (default the first target)
   --tau-values 0,0.5,1,1.5,2 --bank-sizes 0,64,256,1024 --sweep-seeds K
   --forgetting-samples N --forgetting-splits 0,0.1,...,1

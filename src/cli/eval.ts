@@ -14,7 +14,7 @@ import { configureThreads } from './threads';
 const FLAGS = {
   samples: { type: 'string', help: 'generated samples: a folder of images (searched recursively) or a .safetensors file (samples [N, C, H, W], uint8 or [-1, 1])' },
   ref: { type: 'string', help: 'reference dataset: DIR[:train|eval|all] (a class-subfolder folder; default split all)' },
-  extractor: { type: 'string', default: 'iconnet', help: "feature network: 'iconnet' (shipped), 'iconnet:FILE' or 'inception:FILE' (pytorch-fid weights)" },
+  extractor: { type: 'string', default: 'iconnet', help: "feature network: 'iconnet' or 'fashion' (shipped; either with :FILE for other weights) or 'inception:FILE' (pytorch-fid weights)" },
   out: { type: 'string', default: '', help: 'write the metrics as JSON to this file' },
   'kid-subsets': { type: 'number', default: 100, help: 'KID: random subsets averaged over' },
   'kid-subset-size': { type: 'number', default: 1000, help: 'KID: rows per subset (capped by both sets)' },

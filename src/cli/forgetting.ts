@@ -38,7 +38,7 @@ const FLAGS = {
   cfg: { type: 'number', default: 1.5, help: 'classifier-free guidance scale of the fine-tuned model (1 = none)' },
   'pretrained-label': { type: 'string', default: 'null', help: "the pretrained model's label: 'null' (its unconditional branch) or 'same' (the target labels, with --cfg)" },
   reverse: { type: 'boolean', default: true, help: 'also run the reverse (pretrained on the noisy part); --reverse=false halves the time' },
-  extractor: { type: 'string', default: 'iconnet', help: "feature extractor: 'iconnet' (shipped weights), 'iconnet:FILE' or 'inception:FILE' (pytorch-fid weights)" },
+  extractor: { type: 'string', default: 'iconnet', help: "feature extractor: 'iconnet' or 'fashion' (shipped weights; either with :FILE for other weights) or 'inception:FILE' (pytorch-fid weights)" },
   out: { type: 'string', default: 'forgetting-out', help: 'output folder' },
   seed: { type: 'number', default: 0, help: 'seed of x_T and the step noise (shared by every switch point) and of the label order' },
   batch: { type: 'number', default: 64, help: 'samples per forward batch' },

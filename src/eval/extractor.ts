@@ -1,7 +1,8 @@
-// The feature networks FID/KID are computed with, behind one interface: the offline default
-// (`iconnet`, difftune's own icon classifier, weights shipped in assets/extractor) and the
-// standard FID Inception-v3 (`inception:FILE`, the user's pytorch-fid weights; never downloaded).
-// Metrics carry the extractor's name (fid_iconnet, fid_inception) so the two are never confused.
+// The feature networks FID/KID are computed with, behind one interface: difftune's own classifiers
+// with weights shipped in assets/extractor (`iconnet`, the default, for colour icons; `fashion`, the
+// same network trained on Fashion-MNIST, for the grey testbed) and the standard FID Inception-v3
+// (`inception:FILE`, the user's pytorch-fid weights; never downloaded). Metrics carry the
+// extractor's name (fid_iconnet, fid_fashion, fid_inception) so they are never confused.
 import * as fs from 'fs';
 import * as path from 'path';
 import * as torch from '../torch';
@@ -11,7 +12,7 @@ import { IconClassifier, IconClassifierConfig } from '../models/icon-classifier'
 import { fidInceptionFeatures, FID_FEATURE_DIM } from '../models/inception';
 import { loadFidInception } from '../models/inception-io';
 
-export type ExtractorName = 'iconnet' | 'inception';
+export type ExtractorName = 'iconnet' | 'fashion' | 'inception';
 
 export interface FeatureExtractor {
   /** What the metrics are named after: fid_<name>, kid_<name>. */
@@ -30,6 +31,9 @@ export interface FeatureExtractor {
 /** The shipped iconnet weights (relative to the package root, which is three levels above dist/src/eval). */
 export const DEFAULT_ICONNET_WEIGHTS = path.resolve(__dirname, '..', '..', '..', 'assets', 'extractor', 'iconnet-classifier.safetensors');
 
+/** The shipped Fashion-MNIST classifier (the testbed source's domain). */
+export const DEFAULT_FASHION_WEIGHTS = path.resolve(__dirname, '..', '..', '..', 'assets', 'extractor', 'fashion-classifier.safetensors');
+
 /** The `format` metadata of an iconnet weights file. */
 export const ICONNET_FORMAT = 'difftune-icon-classifier';
 
@@ -40,19 +44,20 @@ export interface LoadExtractorOptions {
 }
 
 /**
- * 'iconnet' (the shipped weights), 'iconnet:FILE' (other weights of the same network, e.g. a
+ * 'iconnet' or 'fashion' (the shipped weights), 'iconnet:FILE' (other weights of the same network, e.g. a
  * retrained one) or 'inception:FILE' (pt_inception-2015-12-05-6726825d.pth or a re-save of it).
  */
 export function loadExtractor(spec = 'iconnet', o: LoadExtractorOptions = {}): FeatureExtractor {
   const colon = spec.indexOf(':');
   const kind = colon < 0 ? spec : spec.slice(0, colon);
   const file = colon < 0 ? '' : spec.slice(colon + 1);
-  if (kind === 'iconnet') return iconnetExtractor(file || DEFAULT_ICONNET_WEIGHTS, o);
+  if (kind === 'iconnet') return iconnetExtractor('iconnet', file || DEFAULT_ICONNET_WEIGHTS, o);
+  if (kind === 'fashion') return iconnetExtractor('fashion', file || DEFAULT_FASHION_WEIGHTS, o);
   if (kind === 'inception') {
     if (!file) throw new Error("extractor 'inception' needs its weights file: inception:FILE (pytorch-fid's pt_inception-2015-12-05-6726825d.pth; nothing is downloaded)");
     return inceptionExtractor(file, o);
   }
-  throw new Error(`unknown extractor '${spec}': expected 'iconnet', 'iconnet:FILE' or 'inception:FILE'`);
+  throw new Error(`unknown extractor '${spec}': expected 'iconnet', 'fashion' (or either with :FILE) or 'inception:FILE'`);
 }
 
 /** Reads an iconnet weights file (config and classes from its metadata) into an eval-mode IconClassifier. */
@@ -86,16 +91,16 @@ export function loadIconClassifier(file: string, o: { device?: Device } = {}): {
   return { model: model.eval(), classes, metadata };
 }
 
-function iconnetExtractor(file: string, o: LoadExtractorOptions): FeatureExtractor {
+function iconnetExtractor(name: 'iconnet' | 'fashion', file: string, o: LoadExtractorOptions): FeatureExtractor {
   const { model } = loadIconClassifier(file, o);
   const batchSize = checkBatchSize(o.batchSize ?? 250);
   const device = model.stem_conv.weight.device;
   return {
-    name: 'iconnet',
+    name,
     dim: model.featureDim,
     weightsFile: path.resolve(file),
     weightsHash: sha256File(file),
-    features: (images) => inBatches(images, batchSize, 'iconnet', (batch) =>
+    features: (images) => inBatches(images, batchSize, name, (batch) =>
       model.features(batch.to({ device, dtype: 'float32' }).div(127.5).sub(1))),
     dispose: () => model.dispose(),
   };
