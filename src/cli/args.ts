@@ -52,6 +52,9 @@ export function parseFlags<S extends FlagSpec>(command: string, summary: string,
   return out as Flags<S>;
 }
 
+/** --skip-unknown, the same in every command that loads checkpoints. */
+export const SKIP_UNKNOWN_FLAG = { type: 'boolean', default: false, help: "load a .pt checkpoint's unsupported pickle globals (e.g. argparse.Namespace) as inert placeholders, with a warning, instead of refusing the file" } as const;
+
 /** A flag's value checked against its allowed words (the error names the flag and them). */
 export function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${flag} must be ${allowed.join(' or ')}, got '${value}'`);

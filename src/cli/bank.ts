@@ -8,7 +8,7 @@ import * as torch from '../torch';
 import { Device } from '../torch';
 import { loadVae } from '../models/vae-io';
 import { buildBank, BankSettings, DECODED_DIR, writeDecodedBank } from '../tuning/bank';
-import { oneOf, parseFlags } from './args';
+import { oneOf, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -32,6 +32,7 @@ const FLAGS = {
   clip: { type: 'string', default: 'auto', help: "clip predicted x0 to [-1, 1]: 'auto' (pixel models yes, latents no, as DiT), 'yes', 'no'" },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
   force: { type: 'boolean', help: 'delete an existing bank in --out and start over' },
+  'skip-unknown': SKIP_UNKNOWN_FLAG,
   vae: { type: 'string', default: '', help: `latent models: also write each item decoded through this VAE (diffusers folder or weights file) as ${DECODED_DIR}/NNNNNN.png, for viewing` },
 } as const;
 
@@ -67,7 +68,7 @@ export async function runBank(argv: string[]): Promise<void> {
   let bar = undefined as ProgressBar | undefined; // set in onStart (a cast, or TS narrows it to undefined)
   let itemsDone = 0;
   const manifest = await buildBank({
-    modelFile: flags.ckpt, configFile: flags.config || undefined, config: named, out: flags.out, settings, device, force: flags.force,
+    modelFile: flags.ckpt, configFile: flags.config || undefined, config: named, skipUnknown: flags['skip-unknown'], out: flags.out, settings, device, force: flags.force,
     log: (line) => console.log(line),
     onStart: (done, total) => {
       itemsDone = done;

@@ -7,7 +7,7 @@ import { describeSchema, fieldAt, FieldSpec } from '../tuning/config-schema';
 import { TRAIN_SCHEMA } from '../tuning/config';
 import { CONTROLNET_SCHEMA, resolveControlNetConfig } from '../tuning/controlnet-config';
 import { trainControlNet } from '../tuning/controlnet-run';
-import { FlagSpec, parseFlags } from './args';
+import { FlagSpec, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { schemaFlag, SET_FLAG } from './config-flags';
 import { configureThreads } from './threads';
 import { checkRunFolder, takeSets } from './train';
@@ -35,6 +35,7 @@ export async function runControlNet(argv: string[]): Promise<void> {
     resume: { type: 'boolean', default: false, help: 'continue from the newest checkpoint in the run folder' },
     'print-config': { type: 'boolean', default: false, help: 'print the resolved configs and exit' },
     'help-config': { type: 'boolean', default: false, help: 'list every config field with its default' },
+    'skip-unknown': { ...SKIP_UNKNOWN_FLAG, help: `model.skipUnknown: ${SKIP_UNKNOWN_FLAG.help}` },
   };
   for (const [flag, path] of Object.entries(SHORTCUTS)) spec[flag] = schemaFlag(path, field(path));
   spec.set = SET_FLAG;
@@ -47,6 +48,7 @@ export async function runControlNet(argv: string[]): Promise<void> {
     return;
   }
   const overrides: [string, string][] = [];
+  if (flags['skip-unknown']) overrides.push(['model.skipUnknown', 'true']);
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
     if (typeof flags[flag] === 'string' && flags[flag] !== '') overrides.push([field, flags[flag] as string]);
   }

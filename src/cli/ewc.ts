@@ -9,7 +9,7 @@ import { loadDiT } from '../models/dit-io';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
 import { writeFileAtomic } from '../tuning/write-atomic';
-import { parseFlags } from './args';
+import { parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -18,6 +18,7 @@ const FLAGS = {
   bank: { type: 'string', help: 'the knowledge bank sampled from --pretrained (`difftune bank`): the inputs of the Fisher' },
   'pretrained-config': { type: 'string', default: '', help: 'config JSON of the pretrained model (default: beside its weights)' },
   key: { type: 'string', default: '', help: "which weights of a training checkpoint: 'ema' (default when present) or 'model'" },
+  'skip-unknown': SKIP_UNKNOWN_FLAG,
   n: { type: 'number', default: 256, help: 'bank items in the Fisher (the first n; fewer if the bank is smaller)' },
   draws: { type: 'number', default: 1, help: 'timestep and noise draws per item' },
   labels: { type: 'string', default: 'null', help: "'null': the unconditional branch, as Diff-Tuning replays the bank; 'bank': the labels the items were sampled with" },
@@ -50,8 +51,9 @@ export async function runEwc(argv: string[], log: (m: string) => void = (m) => c
   const device = flags.device as Device;
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
   const key = flags.key || undefined;
+  const skipUnknown = flags['skip-unknown'];
 
-  const finetuned = files.map((f) => ({ file: f, model: loadDiT(f, { device, key }).model }));
+  const finetuned = files.map((f) => ({ file: f, model: loadDiT(f, { device, key, skipUnknown }).model }));
   let fisher: DiagonalFisher | null = null;
   let pretrained: DiT | null = null;
   try {
@@ -63,7 +65,7 @@ export async function runEwc(argv: string[], log: (m: string) => void = (m) => c
         throw new Error(`--finetuned ${f.file}: DiffFit gammas differ from ${files[0]}'s; one Fisher serves one architecture (run them separately)`);
       }
     }
-    pretrained = pretrainedAs(flags.pretrained, base, arch, { device, key });
+    pretrained = pretrainedAs(flags.pretrained, base, arch, { device, key, skipUnknown });
     const started = Date.now();
     log(`Fisher of ${flags.pretrained} on up to ${flags.n} bank items x ${flags.draws} draw(s), ${flags.labels} labels`);
     // The Fisher must stand for this model's knowledge: a bank from another model is refused.

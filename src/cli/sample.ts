@@ -10,7 +10,7 @@ import { loadVae } from '../models/vae-io';
 import { saveImageGrid } from '../report/grid';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
-import { oneOf, parseFlags } from './args';
+import { oneOf, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { positiveInt, respacing } from './checks';
 import { configureThreads } from './threads';
 import { checkWritableDir } from './writable';
@@ -23,6 +23,7 @@ const FLAGS = {
   'in-channels': { type: 'number', default: 4, help: 'with --model: input channels' },
   'num-classes': { type: 'number', default: 1000, help: 'with --model: number of classes' },
   key: { type: 'string', default: '', help: "which weights of a training checkpoint: 'ema' (default when present) or 'model'" },
+  'skip-unknown': SKIP_UNKNOWN_FLAG,
   classes: { type: 'string', default: '', help: 'comma-separated class labels, one sample each' },
   n: { type: 'number', default: 16, help: 'number of samples with random classes when --classes is not given' },
   cfg: { type: 'number', default: 4.0, help: 'classifier-free guidance scale (1 = no guidance)' },
@@ -79,7 +80,7 @@ export async function runSample(argv: string[]): Promise<void> {
   const toPng = /\.png$/i.test(flags.out);
   if (!toPng && !/\.safetensors$/i.test(flags.out)) throw new Error(`--out must end in .png or .safetensors, got '${flags.out}'`);
   checkWritableDir('out', path.dirname(path.resolve(flags.out)));
-  const { model, warnings } = loadDiT(flags.ckpt, { config: modelConfig(flags), key: flags.key || undefined, device });
+  const { model, warnings } = loadDiT(flags.ckpt, { config: modelConfig(flags), key: flags.key || undefined, device, skipUnknown: flags['skip-unknown'] });
   for (const w of warnings) console.warn(`warning: ${w}`);
   model.eval();
   const c = model.config;

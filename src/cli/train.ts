@@ -11,7 +11,7 @@ import { prepareInputs } from '../tuning/setup';
 import { Trainer } from '../tuning/trainer';
 import { listCheckpoints } from '../tuning/checkpoint';
 import { writeFileAtomic } from '../tuning/write-atomic';
-import { FlagSpec, parseFlags } from './args';
+import { FlagSpec, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { schemaFlag, SET_FLAG } from './config-flags';
 import { configureThreads } from './threads';
 import { checkWritableDir } from './writable';
@@ -34,12 +34,14 @@ function flagSpec(method: Method | null): FlagSpec {
     'print-config': { type: 'boolean', default: false, help: 'print the resolved config and exit' },
     'help-config': { type: 'boolean', default: false, help: 'list every config field with its default' },
     plan: { type: 'boolean', default: false, help: 'print the memory plan and exit' },
+    'skip-unknown': { ...SKIP_UNKNOWN_FLAG, help: `model.skipUnknown: ${SKIP_UNKNOWN_FLAG.help}` },
   };
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
     if (method === 'pretrain' && ['ckpt', 'bank', 'labels', 'tau', 'tau-replay', 'replay-ratio', 'retention-weight'].includes(flag)) continue;
     if (flag === 'method' && method === 'pretrain') continue;
     spec[flag] = schemaFlag(field, fieldAt(TRAIN_SCHEMA, field));
   }
+  if (method === 'pretrain') delete spec['skip-unknown']; // no checkpoint to read
   spec.set = SET_FLAG;
   return spec;
 }
@@ -79,6 +81,7 @@ export async function runTraining(command: 'finetune' | 'pretrain' | 'plan', arg
   }
   const overrides: [string, string][] = [];
   if (command === 'pretrain') overrides.push(['method', 'pretrain']);
+  if (flags['skip-unknown']) overrides.push(['model.skipUnknown', 'true']);
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
     if (typeof flags[flag] === 'string' && flags[flag] !== '') overrides.push([field, flags[flag] as string]);
   }

@@ -30,9 +30,9 @@ export function checkSameArchitecture(base: DiTConfig, finetuned: DiTConfig, wha
  * The pretrained weights in the fine-tuned architecture, so that DiffFit's gammas (absent from the
  * pretrained file) enter at their identity value 1 and get a Fisher too.
  */
-export function pretrainedAs(file: string, base: DiTConfig, finetuned: DiTConfig, o: { device?: Device; key?: string } = {}): DiT {
+export function pretrainedAs(file: string, base: DiTConfig, finetuned: DiTConfig, o: { device?: Device; key?: string; skipUnknown?: boolean } = {}): DiT {
   const config = { ...base, useGamma: finetuned.useGamma, gammaDepth: finetuned.gammaDepth };
-  const { model, report } = loadDiT(file, { config, device: o.device, key: o.key, partial: true });
+  const { model, report } = loadDiT(file, { config, device: o.device, key: o.key, partial: true, skipUnknown: o.skipUnknown });
   const bad = [...report.missing.filter((k) => !/\.gamma[12]$/.test(k)), ...report.unexpected, ...report.mismatched.map((m) => m.key)];
   if (bad.length) {
     model.dispose();

@@ -60,13 +60,13 @@ export interface LoadDiTWeightsOptions {
   device?: Device;
   /** Which state dict of a training checkpoint: 'ema' (default when present) or 'model'. */
   key?: string;
-  /** Skip objects the checkpoint reader cannot build (e.g. argparse args), with warnings. Default true. */
+  /** Load objects the checkpoint reader cannot build (e.g. argparse args) as placeholders, with warnings. Default false: refused. */
   skipUnknown?: boolean;
 }
 
 /** DiT weights from any supported file, as official state_dict keys. */
 export function loadDiTWeights(file: string, o: LoadDiTWeightsOptions = {}): { stateDict: Map<string, Tensor>; warnings: string[] } {
-  const { stateDict, warnings } = loadCheckpoint(file, { device: o.device, key: o.key, skipUnknown: o.skipUnknown ?? true });
+  const { stateDict, warnings } = loadCheckpoint(file, { device: o.device, key: o.key, skipUnknown: o.skipUnknown ?? false });
   const sd = stripModulePrefix(stateDict);
   const layout = detectLayout(sd.keys());
   if (layout === null) {

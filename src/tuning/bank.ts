@@ -157,6 +157,8 @@ export interface BuildBankOptions {
   modelFile: string;
   /** The model config; default X.json or config.json beside the weights. */
   configFile?: string;
+  /** Load unsupported pickle globals of a .pt as placeholders (with warnings) instead of refusing it. */
+  skipUnknown?: boolean;
   /** The architecture itself (e.g. a named official model for a .pt without config); wins over configFile. */
   config?: DiTConfig;
   /** The bank folder (created; an existing bank is resumed). */
@@ -308,7 +310,7 @@ export async function buildBank(o: BuildBankOptions): Promise<BankManifest> {
     }
   }
 
-  const { model, warnings } = loadDiT(o.modelFile, { config: o.config, configFile: o.configFile, device });
+  const { model, warnings } = loadDiT(o.modelFile, { config: o.config, configFile: o.configFile, device, skipUnknown: o.skipUnknown });
   for (const w of warnings) log(`warning: ${w}`);
   model.eval();
   const c = model.config;

@@ -27,6 +27,7 @@ export const TRAIN_SCHEMA = {
     classDropoutProb: { type: 'number', default: 0.1, min: 0, max: 0.99, help: 'pretrain: label dropout for classifier-free guidance' },
     gradCheckpointing: { type: 'boolean', default: false, help: 'recompute the DiT blocks in backward instead of keeping their activations (less memory, one more forward of the blocks; same gradients)' },
     vae: { type: 'string', default: null, nullable: true, help: 'latent models: the VAE (diffusers folder or weights file) the latent cache in data.target must have been encoded with (checked by sha256)' },
+    skipUnknown: { type: 'boolean', default: false, help: "load a .pt checkpoint's unsupported pickle globals (e.g. argparse.Namespace) as inert placeholders, with a warning, instead of refusing the file" },
   },
   data: {
     target: { type: 'string', default: null, nullable: true, help: 'class-subfolder image folder (torchvision ImageFolder layout), or a latent cache made by `difftune datasets encode` (latent models)' },
@@ -103,7 +104,7 @@ export interface TrainConfig {
   model: {
     ckpt: string | null; config: string | null; name: string | null;
     hiddenSize: number | null; depth: number | null; numHeads: number | null; patchSize: number | null;
-    learnSigma: boolean; classDropoutProb: number; gradCheckpointing: boolean; vae: string | null;
+    learnSigma: boolean; classDropoutProb: number; gradCheckpointing: boolean; vae: string | null; skipUnknown: boolean;
   };
   data: { target: string | null; resolution: number | null; split: 'all' | 'train'; flip: boolean; onError: 'throw' | 'skip'; bank: string | null };
   labels: { mode: 'reuse' | 'fresh' };
@@ -182,7 +183,7 @@ export function resolveConfig(o: { file?: string; values?: Record<string, unknow
 /** Fields that may change when a run is resumed (how long and how it reports, not what it learns). */
 const RESUMABLE = new Set(['run.steps', 'run.out', 'run.logEvery', 'run.checkpointEvery', 'run.keepCheckpoints', 'run.previewEvery',
   'run.previewCount', 'run.previewSteps', 'run.previewCfg', 'run.nanRollback', 'run.device', 'data.onError',
-  'model.vae', 'model.gradCheckpointing', 'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch', 'eval.precision']);
+  'model.vae', 'model.gradCheckpointing', 'model.skipUnknown', 'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch', 'eval.precision']);
 
 function flatten(obj: Record<string, unknown>, prefix = ''): [string, unknown][] {
   return Object.entries(obj).flatMap(([k, v]) => {

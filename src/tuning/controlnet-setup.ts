@@ -111,7 +111,8 @@ function freeModel(m: DiT): void {
  */
 export async function prepareControlNetInputs(c: TrainConfig, cn: ControlNetSettings, log: (m: string) => void = console.log): Promise<ControlNetInputs> {
   const ckpt = c.model.ckpt!;
-  const { model: base } = loadDiT(ckpt, { config: c.model.config ? readDiTConfig(c.model.config) : undefined });
+  const { model: base, warnings } = loadDiT(ckpt, { config: c.model.config ? readDiTConfig(c.model.config) : undefined, skipUnknown: c.model.skipUnknown });
+  for (const w of warnings) log(`warning: ${w}`);
   const where = 'config';
   if (base.config.inChannels !== 3) throw new ConfigError(where, 'model.ckpt', `takes ${base.config.inChannels} input channels; a DiT-ControlNet here trains on RGB image folders (3)`);
   const resolution = c.data.resolution ?? base.config.inputSize;

@@ -120,12 +120,14 @@ function pretrainedConfig(c: TrainConfig, shape: DataShape): DiTConfig | undefin
 }
 
 /** The pretrained model, with DiffFit's gammas (initialised to 1, so the function is unchanged) when asked for. */
-function loadPretrained(c: TrainConfig, shape: DataShape): DiT {
+function loadPretrained(c: TrainConfig, shape: DataShape, log: (msg: string) => void): DiT {
   const file = c.model.ckpt!;
   const config = pretrainedConfig(c, shape);
   let model: DiT;
   try {
-    ({ model } = loadDiT(file, { config, configFile: undefined }));
+    let warnings: string[];
+    ({ model, warnings } = loadDiT(file, { config, configFile: undefined, skipUnknown: c.model.skipUnknown }));
+    for (const w of warnings) log(`warning: ${w}`);
   } catch (e) {
     if (!c.model.name || c.model.config) throw e;
     throw new Error(`${(e as Error).message}\n(model.name '${c.model.name}' was sized by data.target: ${shape.inChannels} input channels, ` +
@@ -163,7 +165,7 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
   const shape: DataShape = latent
     ? { inputSize: latent.latentShape[1], inChannels: latent.latentShape[0] }
     : { inputSize: c.data.resolution ?? 32, inChannels: 3 };
-  let model: DiT | null = c.method === 'pretrain' ? null : loadPretrained(c, shape);
+  let model: DiT | null = c.method === 'pretrain' ? null : loadPretrained(c, shape, log);
   const resolution = latent ? shape.inputSize : c.data.resolution ?? model?.config.inputSize ?? 32;
   if (model && model.config.inChannels !== shape.inChannels) {
     throw new ConfigError('config', 'data.target', latent

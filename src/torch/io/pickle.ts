@@ -261,7 +261,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}, start = 0
     const impl = opts.globals?.get(qual) ?? BASE_GLOBALS.get(qual);
     if (impl) return new PyGlobal(mod, name, impl);
     if (!opts.skipUnknown) {
-      fail(`pickle global '${qual}' is not allowed: only tensors, containers and plain values can be loaded, nothing is executed (pass skipUnknown to load it as a placeholder)`);
+      fail(`pickle global '${qual}' is not allowed: only tensors, containers and plain values can be loaded, nothing is executed (to load it as an inert placeholder instead: --skip-unknown on difftune's commands, skipUnknown: true in code)`);
     }
     ctx.warn(`unsupported global '${qual}' was replaced by a placeholder`);
     return new Unrepresentable(qual);
