@@ -484,3 +484,18 @@ test('flattenStateDict: nesting, lists, prefixes, cycles', () => {
   assert.deepEqual([...flattenStateDict(v, 'm').keys()], ['m.a.b', 'm.a.3', 'm.l.0', 'm.l.2', 'm.c.0']);
   assert.deepEqual([...flattenStateDict(v).keys()][0], 'a.b');
 });
+
+test('a deflated storage that would unpack to more than the file may hold is refused before inflating', () => {
+  // 16 MiB of zeros deflate to ~16 KB: a tiny file whose pickle and zip both declare the big size.
+  const n = 4 << 20;
+  const pkl = pk(P.proto, ...tensorOps('0', 'FloatStorage', n, 0, [1], [1]), P.stop);
+  const bomb = zip64Archive([
+    { name: 'ck/data.pkl', data: pkl },
+    { name: 'ck/data/0', data: new Uint8Array(4 * n), deflate: true },
+  ]);
+  assert.ok(bomb.length < 100_000, `${bomb.length} bytes`);
+  throwsCheckpoint(() => parseTorchCheckpoint(bomb, { maxMaterializedBytes: 1 << 20, name: 'bomb.pt' }),
+    /bomb\.pt: .*entry 'ck\/data\/0' would inflate to 16777216 bytes, more than this \d+-byte archive may unpack to/);
+  // Within the limit (the default: 4 x file size + 64 MiB) the same archive loads.
+  assert.equal((parseTorchCheckpoint(bomb).value as RawTensor).shape[0], 1);
+});

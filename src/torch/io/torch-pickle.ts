@@ -71,7 +71,8 @@ function loadFrom(src: ByteSource, opts: TorchLoadOptions): TorchCheckpoint {
   if (src.size < 4) throw new CheckpointError(file, `file has ${src.size} bytes, too small to be a PyTorch checkpoint`);
   const head = src.read(0, Math.min(src.size, LEGACY_MAGIC.length), 'file signature');
   const budget = { left: opts.maxMaterializedBytes ?? 4 * src.size + 64 * 1024 * 1024 };
-  if (looksLikeZip(head)) return loadZip(new ZipArchive(src), opts, budget);
+  // Deflated entries may inflate to no more than the same limit in all (a zip bomb is refused before it unpacks).
+  if (looksLikeZip(head)) return loadZip(new ZipArchive(src), opts, budget, { left: budget.left });
   if (head.length === LEGACY_MAGIC.length && head.every((b, i) => b === LEGACY_MAGIC[i])) {
     throw new CheckpointError(file, 'legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with torch >= 1.6 (torch.save(torch.load(f), f)) or convert it to safetensors');
   }
@@ -86,7 +87,7 @@ function loadFrom(src: ByteSource, opts: TorchLoadOptions): TorchCheckpoint {
   return { value, warnings };
 }
 
-function loadZip(zip: ZipArchive, opts: TorchLoadOptions, budget: { left: number }): TorchCheckpoint {
+function loadZip(zip: ZipArchive, opts: TorchLoadOptions, budget: { left: number }, inflate: { left: number }): TorchCheckpoint {
   const file = zip.name;
   const pkls = [...zip.entries.keys()].filter((n) => n.endsWith('/data.pkl') && n.indexOf('/') === n.length - '/data.pkl'.length);
   if (pkls.length === 0) {
@@ -132,14 +133,14 @@ function loadZip(zip: ZipArchive, opts: TorchLoadOptions, budget: { left: number
     if (e.uncompressedSize !== bytes) {
       ctx.fail(`storage '${k}': entry '${entry}' has ${e.uncompressedSize} bytes, expected ${bytes} (${n} x ${dtype})`);
     }
-    let data = zip.read(entry);
+    let data = zip.read(entry, inflate);
     // Typed-array gathers need element-aligned storage bytes.
     if (data.byteOffset % 8 !== 0) data = copyBytes(data, 0, data.length);
     const st = new TorchStorage(k, dtype!, n, data);
     storages.set(k, st);
     return st;
   };
-  const pkl = zip.read(pkls[0]);
+  const pkl = zip.read(pkls[0], inflate);
   const { value, warnings } = unpickle(pkl, {
     file, label: pkls[0], skipUnknown: opts.skipUnknown, globals: torchGlobals(budget), persistentLoad,
   });

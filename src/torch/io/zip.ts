@@ -175,10 +175,20 @@ export class ZipArchive {
 
   has(name: string): boolean { return this.entries.has(name); }
 
-  /** The entry's uncompressed bytes (a fresh buffer). */
-  read(name: string): Uint8Array {
+  /**
+   * The entry's uncompressed bytes (a fresh buffer). `budget` caps what deflated entries may
+   * inflate to in all (checked before inflating; the declared size is what is allocated).
+   */
+  read(name: string, budget?: { left: number }): Uint8Array {
     const e = this.entries.get(name);
     if (!e) this.fail(`entry '${name}' not found`);
+    if (budget && e.method !== 0) {
+      if (e.uncompressedSize > budget.left) {
+        this.fail(`entry '${name}' would inflate to ${e.uncompressedSize} bytes, more than this ${this.src.size}-byte archive may unpack to ` +
+          `(${budget.left} bytes left of the maxMaterializedBytes limit)`);
+      }
+      budget.left -= e.uncompressedSize;
+    }
     if (e.flags & 0x1) this.fail(`entry '${name}' is encrypted`);
     const lh = view(this.src.read(e.localHeaderOffset, LOCAL_SIZE, `zip local header of '${name}'`));
     if (lh.getUint32(0, true) !== SIG_LOCAL) this.fail(`entry '${name}': no local header at offset ${e.localHeaderOffset}`);
