@@ -236,3 +236,13 @@ test('missing file is a CheckpointError naming the path', () => {
   assert.throws(() => readSafetensors('/nonexistent/x.safetensors'), (e: unknown) =>
     e instanceof CheckpointError && e.message.startsWith('/nonexistent/x.safetensors: cannot open'));
 });
+
+test('trailing bytes after the last tensor are rejected, as the reference reader does', () => {
+  const good = encodeSafetensors({ a: makeTensor('float32', [2, 3], 1) });
+  assert.equal(parseSafetensors(good).tensors.size, 1);
+  const extra = Buffer.concat([Buffer.from(good), Buffer.from('#!/bin/sh\n')]);
+  assert.throws(() => parseSafetensors(extra, { name: 'extra.safetensors' }), (e: unknown) =>
+    e instanceof CheckpointError && /^extra\.safetensors: 10 trailing bytes after the last tensor's data/.test(e.message));
+  const empty = encodeSafetensors({});
+  assert.throws(() => parseSafetensors(Buffer.concat([Buffer.from(empty), Buffer.alloc(4)])), /4 trailing bytes/);
+});

@@ -178,6 +178,12 @@ function validateHeader(file: string, json: Uint8Array, dataLength: number, data
       throw new CheckpointError(file, `tensor '${cn}' data_offsets [${c.begin}, ${c.end}] overlap tensor '${pn}' [${p.begin}, ${p.end}]`);
     }
   }
+  // As the reference reader: the data section ends where the last tensor does (bytes appended
+  // after it are not part of the file's contents and may hide anything).
+  const end = entries.reduce((m, [, e]) => Math.max(m, e.end), 0);
+  if (end !== dataLength) {
+    throw new CheckpointError(file, `${dataLength - end} trailing bytes after the last tensor's data (data section ${dataLength} bytes, tensors end at ${end})`);
+  }
   return { tensors: new Map(entries), metadata, dataStart, dataLength };
 }
 
