@@ -327,3 +327,24 @@ test('inLoopEval: FID of n samples drawn in batches against reference stats, nam
   assert.throws(() => inLoopEval({ sample: () => torch.zeros([2, 3, 8, 8]), refStats, extractor: ex, n: 2, warn: () => {} }), /must return uint8/);
   assert.throws(() => inLoopEval({ sample, refStats, extractor: { ...ex, dim: 7 }, n: 2, warn: () => {} }), /dimension 6/);
 });
+
+test('difftune eval: too few reference images are flagged; a corrupt one stops it naming --on-error, or is left out with --on-error skip', async () => {
+  const { file } = iconnetFile();
+  const ref = path.join(tmp, 'evalref-few');
+  writeDataset(ref, randomImages(4, 21));
+  const samplesDir = path.join(tmp, 'samples-few');
+  randomImages(4, 22).forEach((img, i) => writePng(path.join(samplesDir, `s${i}.png`), img));
+  const out = path.join(tmp, 'metrics-few.json');
+  const argv = ['--samples', samplesDir, '--ref', ref, '--extractor', `iconnet:${file}`, '--out', out, '--kid-subsets', '2', '--no-cache'];
+  const few = await captureLog(() => runEval(argv));
+  const m = JSON.parse(fs.readFileSync(out, 'utf8'));
+  assert.equal(m.reliable, false);
+  assert.ok(m.warnings.some((w: string) => /only 4 reference images .*unreliable/.test(w)), m.warnings.join('\n'));
+  assert.ok(few.out.some((l) => /^fid_iconnet .*UNRELIABLE/.test(l)), few.out.join('\n'));
+
+  fs.writeFileSync(path.join(ref, 'a', 'zz-broken.png'), 'not a png');
+  await assert.rejects(runEval(argv), /zz-broken\.png[\s\S]*eval --on-error skip/);
+  const skipped = await captureLog(() => runEval([...argv, '--on-error', 'skip']));
+  assert.equal(JSON.parse(fs.readFileSync(out, 'utf8')).n_ref, 4, 'the broken image is left out');
+  assert.ok(skipped.err.some((l) => /skipping .*zz-broken\.png/.test(l)), skipped.err.join('\n'));
+});

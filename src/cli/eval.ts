@@ -8,7 +8,7 @@ import { parseRefSpec } from '../eval/reference-stats';
 import { decodeLatentImages } from '../data/latent-images';
 import { loadVae } from '../models/vae-io';
 import { writeFileAtomic } from '../tuning/write-atomic';
-import { parseFlags } from './args';
+import { oneOf, parseFlags } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -23,6 +23,7 @@ const FLAGS = {
   'eval-fraction': { type: 'number', default: 0.1, help: 'eval part of the --ref split' },
   'precision-recall': { type: 'boolean', default: false, help: 'also compute improved precision/recall (k = 3; slower)' },
   resolution: { type: 'number', default: 0, help: 'side images are decoded at (0: the first sample image\'s width)' },
+  'on-error': { type: 'string', default: 'throw', value: 'throw|skip', help: "an unreadable reference image: stop naming it ('throw'), or leave it out with a warning ('skip'; finetune's data.onError)" },
   'no-cache': { type: 'boolean', default: false, help: 'neither read nor write the reference statistics cache ($DIFFTUNE_CACHE/stats or ~/.cache/difftune/stats)' },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
   vae: { type: 'string', default: '', help: 'latent samples (a .safetensors of [N, 4, h, w] from a latent DiT): decode them through this VAE (diffusers folder or weights file) before feature extraction' },
@@ -52,6 +53,7 @@ export async function runEval(argv: string[]): Promise<void> {
   if (flags.resolution !== 0 && !(Number.isInteger(flags.resolution) && flags.resolution > 0)) {
     throw new Error(`--resolution must be a positive integer (or 0 for the samples' own size), got ${flags.resolution}`);
   }
+  const refOnError = oneOf('on-error', flags['on-error'], ['throw', 'skip'] as const);
   const ref = parseRefSpec(flags.ref, { splitSeed: flags['split-seed'], evalFraction: flags['eval-fraction'] });
   configureThreads();
   const extractor = loadExtractor(flags.extractor, { device });
@@ -68,6 +70,7 @@ export async function runEval(argv: string[]): Promise<void> {
       precisionRecall: flags['precision-recall'],
       resolution: flags.resolution || undefined,
       useCache: !flags['no-cache'],
+      refOnError,
       log: (m) => console.log(m),
     });
   } finally {
@@ -77,7 +80,8 @@ export async function runEval(argv: string[]): Promise<void> {
   const name = extractor.name;
   const line = [`fid_${name} ${fmt(metrics[`fid_${name}`])}`, `kid_${name} ${fmt(metrics[`kid_${name}`])} ± ${fmt(metrics[`kid_${name}_std`])}`];
   if (metrics[`precision_${name}`] !== undefined) line.push(`precision ${fmt(metrics[`precision_${name}`])}`, `recall ${fmt(metrics[`recall_${name}`])}`);
-  console.log(`${line.join(', ')} (n ${metrics.n} vs ${metrics.n_ref} reference images, ${fmt(metrics.seconds)} s)`);
+  const flag = metrics.reliable === false ? '  UNRELIABLE (too few samples or reference images: see the warnings)' : '';
+  console.log(`${line.join(', ')} (n ${metrics.n} vs ${metrics.n_ref} reference images, ${fmt(metrics.seconds)} s)${flag}`);
   if (flags.out) {
     writeFileAtomic(path.resolve(flags.out), `${JSON.stringify(metrics, null, 2)}\n`);
     console.log(`wrote ${flags.out}`);

@@ -26,6 +26,14 @@ export function sampleCountWarning(n: number, dim: number, what = 'FID'): string
   return `${what} from ${n} samples (${why}) is biased upward and noisy: compare only numbers computed with the same sample count`;
 }
 
+/** A warning when the reference split is too small for FID/KID against it to mean much, else null. */
+export function referenceCountWarning(nRef: number, dim: number): string | null {
+  if (nRef >= MIN_MEANINGFUL_SAMPLES && nRef > dim) return null;
+  const why = nRef <= dim ? `no more than the feature dimension (${dim}), so its covariance is singular` : `fewer than ${MIN_MEANINGFUL_SAMPLES}`;
+  return `only ${nRef} reference images (${why}): FID and KID against them are unreliable (KID can even be negative); ` +
+    `use a reference split of at least ${MIN_MEANINGFUL_SAMPLES} images`;
+}
+
 export interface EvaluateOptions {
   /** uint8 [N, 3, H, W] (or float in [-1, 1]), a folder of images (searched recursively) or a .safetensors file of samples. */
   samples: Tensor | string;
@@ -44,6 +52,8 @@ export interface EvaluateOptions {
   resolution?: number;
   cacheDir?: string;
   useCache?: boolean;
+  /** An unreadable reference image: stop naming it (default), or leave it out with a warning. */
+  refOnError?: 'throw' | 'skip';
   log?: (message: string) => void;
   warn?: (message: string) => void;
 }
@@ -73,7 +83,10 @@ export async function evaluateSamples(o: EvaluateOptions): Promise<EvalMetrics> 
     const n = samples.shape[0];
     if (n < 2) throw new Error(`${describe(o.samples)}: FID needs at least 2 samples, got ${n}`);
     const resolution = samples.shape[3];
-    const ref = await referenceStats(spec, extractor, { resolution, cacheDir: o.cacheDir, useCache: o.useCache, log, warn });
+    const ref = await referenceStats(spec, extractor, { resolution, cacheDir: o.cacheDir, useCache: o.useCache, onError: o.refOnError, log, warn });
+    if (ref.count < 2) throw new Error(`${spec.dir} (${spec.split}): FID needs at least 2 reference images, got ${ref.count}`);
+    const refWarning = referenceCountWarning(ref.count, extractor.dim);
+    if (refWarning) note(refWarning);
     refFeatures = ref.features;
     log(`reference ${ref.fromCache ? 'statistics from the cache' : 'statistics computed and cached'}: ${ref.file}`);
     sampleFeatures = extractor.features(samples);
@@ -97,6 +110,8 @@ export async function evaluateSamples(o: EvaluateOptions): Promise<EvalMetrics> 
     }
     return {
       ...metrics,
+      // false when the sample or reference count makes the numbers unreliable (the warnings say why).
+      reliable: !countWarning && !refWarning,
       n,
       n_ref: ref.count,
       extractor: name,

@@ -100,16 +100,35 @@ export function statsCacheDir(): string {
   return path.join(root, 'stats');
 }
 
-/** Decodes image files to uint8 [N, 3, R, R] (ADM center crop, alpha on white), several at a time. */
-export async function decodeImageFiles(files: string[], resolution: number, concurrency = Math.max(1, Math.min(4, os.availableParallelism()))): Promise<Tensor> {
+/** What to do with a file that does not decode: stop naming it, or leave it out with a warning. */
+export interface DecodeErrorPolicy {
+  onError?: 'throw' | 'skip';
+  warn?: (message: string) => void;
+}
+
+/**
+ * Decodes image files to uint8 [N, 3, R, R] (ADM center crop, alpha on white), several at a time;
+ * with onError 'skip', unreadable files are left out (N is then the number that decoded).
+ */
+export async function decodeImageFiles(files: string[], resolution: number, concurrency = Math.max(1, Math.min(4, os.availableParallelism())),
+  policy: DecodeErrorPolicy = {}): Promise<Tensor> {
   if (files.length === 0) throw new Error('decodeImageFiles: no files');
   const plane = resolution * resolution;
   const pixels = new Uint8Array(files.length * 3 * plane);
+  const decoded = new Uint8Array(files.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < files.length) {
       const i = next++;
-      const rgb = await decodeImage(files[i], { resolution });
+      let rgb: Uint8Array;
+      try {
+        rgb = await decodeImage(files[i], { resolution });
+      } catch (e) {
+        if (policy.onError !== 'skip') throw e;
+        (policy.warn ?? console.warn)(`skipping ${files[i]}: ${(e as Error).message}`);
+        continue;
+      }
+      decoded[i] = 1;
       const base = i * 3 * plane;
       for (let p = 0; p < plane; p++) { // HWC -> CHW
         pixels[base + p] = rgb[p * 3];
@@ -119,7 +138,14 @@ export async function decodeImageFiles(files: string[], resolution: number, conc
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
-  return torch.fromTypedArray(pixels, [files.length, 3, resolution, resolution]);
+  const kept = decoded.reduce((s, d) => s + d, 0);
+  if (kept === files.length) return torch.fromTypedArray(pixels, [files.length, 3, resolution, resolution]);
+  if (kept === 0) throw new Error(`none of the ${files.length} images decoded`);
+  // Compact the decoded images, in file order.
+  const out = new Uint8Array(kept * 3 * plane);
+  let j = 0;
+  for (let i = 0; i < files.length; i++) if (decoded[i]) out.set(pixels.subarray(i * 3 * plane, (i + 1) * 3 * plane), 3 * plane * j++);
+  return torch.fromTypedArray(out, [kept, 3, resolution, resolution]);
 }
 
 export interface ReferenceStatsOptions {
@@ -130,6 +156,8 @@ export interface ReferenceStatsOptions {
   /** false: neither read nor write the cache. */
   useCache?: boolean;
   maxKidFeatures?: number;
+  /** An unreadable reference image: stop naming it (default), or leave it out with a warning. */
+  onError?: 'throw' | 'skip';
   log?: (message: string) => void;
   warn?: (message: string) => void;
 }
@@ -169,7 +197,8 @@ export async function referenceStats(spec: ReferenceSpec, extractor: FeatureExtr
   if (!Number.isInteger(maxKid) || maxKid < 2) throw new RangeError(`referenceStats: maxKidFeatures must be an integer >= 2, got ${maxKid}`);
   const log = o.log ?? (() => {});
   const warn = o.warn ?? ((m: string) => console.warn(m));
-  const parts = referenceKeyParts(spec, extractor, resolution, maxKid);
+  // Statistics with unreadable images left out are not those of the whole split.
+  const parts = { ...referenceKeyParts(spec, extractor, resolution, maxKid), ...(o.onError === 'skip' ? { onError: 'skip' } : {}) };
   const key = crypto.createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
   const file = path.join(o.cacheDir ?? statsCacheDir(), `${key}.safetensors`);
   const useCache = o.useCache ?? true;
@@ -184,7 +213,14 @@ export async function referenceStats(spec: ReferenceSpec, extractor: FeatureExtr
 
   const { files } = splitFiles(spec);
   log(`reference statistics: ${files.length} images of ${spec.dir} (${spec.split}) through ${extractor.name}`);
-  const images = await decodeImageFiles(files, resolution);
+  let images: Tensor;
+  try {
+    images = await decodeImageFiles(files, resolution, undefined, { onError: o.onError, warn });
+  } catch (e) {
+    if (o.onError === 'skip') throw e;
+    throw new Error(`reference ${spec.dir}: ${(e as Error).message} ` +
+      "(to leave unreadable reference images out: eval --on-error skip; in training, data.onError 'skip')", { cause: e });
+  }
   let features: Tensor;
   try {
     features = extractor.features(images);

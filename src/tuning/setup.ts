@@ -81,7 +81,7 @@ async function prepareEvaluator(c: TrainConfig, resolution: number, log: (msg: s
   if (c.eval.every === 0) return null;
   const ref = c.eval.ref ?? `${c.data.target}:${c.data.split === 'train' ? 'eval' : 'all'}`;
   const extractor = loadExtractor(c.eval.extractor, { device: c.run.device as torch.Device });
-  const r = await referenceStats(parseRefSpec(ref), extractor, { resolution, log });
+  const r = await referenceStats(parseRefSpec(ref), extractor, { resolution, log, onError: c.data.onError, warn: (m) => log(`warning: ${m}`) });
   r.features.dispose();
   log(`in-loop evaluation every ${c.eval.every} steps: ${c.eval.samples} samples against ${ref} (${r.count} images, fid_${extractor.name})`);
   return { extractor, refStats: r.stats, ref };
