@@ -24,7 +24,7 @@ const SHORTCUTS: Record<string, string> = {
   weighting: 'objective.lossWeighting', peft: 'peft.method', 'lora-rank': 'peft.loraRank', lr: 'optim.lr', batch: 'optim.batchSize',
   accumulate: 'optim.accumulate', 'grad-clip': 'optim.gradClip', ema: 'ema.decay', steps: 'run.steps', seed: 'run.seed',
   device: 'run.device', precision: 'run.precision', out: 'run.out', 'log-every': 'run.logEvery', 'checkpoint-every': 'run.checkpointEvery',
-  'preview-every': 'run.previewEvery', vae: 'model.vae',
+  'preview-every': 'run.previewEvery', 'progress-every': 'run.progressEvery', vae: 'model.vae',
 };
 
 function flagSpec(method: Method | null): FlagSpec {

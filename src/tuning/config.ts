@@ -96,6 +96,7 @@ export const TRAIN_SCHEMA = {
     previewSteps: { type: 'number', default: 25, integer: true, min: 1, help: 'DDIM steps of previews' },
     previewCfg: { type: 'number', default: 1.5, min: 1, help: 'guidance scale of previews' },
     nanRollback: { type: 'number', default: 5, integer: true, min: 1, help: 'non-finite steps in a row before rolling back to the last checkpoint' },
+    progressEvery: { type: 'number', default: 10, min: 0, help: 'without a terminal (CI, nohup, a log file): seconds between plain progress lines (step, rate, ETA, loss)' },
   },
 } as const satisfies SectionSpec;
 
@@ -120,7 +121,7 @@ export interface TrainConfig {
   run: {
     steps: number; seed: number; device: string; precision: 'fp32' | 'bf16' | 'auto'; out: string; logEvery: number;
     checkpointEvery: number; keepCheckpoints: number; previewEvery: number; previewCount: number; previewSteps: number;
-    previewCfg: number; nanRollback: number;
+    previewCfg: number; nanRollback: number; progressEvery: number;
   };
 }
 
@@ -182,7 +183,7 @@ export function resolveConfig(o: { file?: string; values?: Record<string, unknow
 
 /** Fields that may change when a run is resumed (how long and how it reports, not what it learns). */
 const RESUMABLE = new Set(['run.steps', 'run.out', 'run.logEvery', 'run.checkpointEvery', 'run.keepCheckpoints', 'run.previewEvery',
-  'run.previewCount', 'run.previewSteps', 'run.previewCfg', 'run.nanRollback', 'run.device', 'data.onError',
+  'run.previewCount', 'run.previewSteps', 'run.previewCfg', 'run.nanRollback', 'run.progressEvery', 'run.device', 'data.onError',
   'model.vae', 'model.gradCheckpointing', 'model.skipUnknown', 'eval.every', 'eval.samples', 'eval.extractor', 'eval.ref', 'eval.steps', 'eval.cfg', 'eval.batch', 'eval.precision']);
 
 function flatten(obj: Record<string, unknown>, prefix = ''): [string, unknown][] {

@@ -40,7 +40,7 @@ export class TrainLog implements ImageSink {
   private nan = { skipped: 0, rollbacks: 0 };
   private imagesSeen = 0;
 
-  constructor(out: string, private readonly o: { enabled: boolean; total: number; numTimesteps: number; progress?: boolean }) {
+  constructor(out: string, private readonly o: { enabled: boolean; total: number; numTimesteps: number; progress?: boolean; progressSeconds?: number }) {
     this.jsonl = o.enabled ? new JsonlLogger(path.join(out, 'log.jsonl')) : null;
     this.tb = o.enabled ? new TensorBoardWriter(path.join(out, 'tensorboard')) : null;
   }
@@ -48,8 +48,11 @@ export class TrainLog implements ImageSink {
   start(step: number): void {
     this.cur = emptyInterval();
     this.lastStep = step;
-    const show = this.o.progress ?? Boolean(process.stderr.isTTY);
-    if (this.o.enabled && show) this.bar = new ProgressBar({ total: this.o.total, label: 'train', initial: step, stream: process.stderr });
+    // Without a terminal too (CI, nohup, a log file): the bar then prints a whole line now and then.
+    const show = this.o.progress ?? true;
+    const tty = Boolean(process.stderr.isTTY);
+    const intervalMs = !tty && this.o.progressSeconds !== undefined ? this.o.progressSeconds * 1000 : undefined;
+    if (this.o.enabled && show) this.bar = new ProgressBar({ total: this.o.total, label: 'train', initial: step, stream: process.stderr, intervalMs });
   }
 
   /** Per-sample losses at their timesteps (for the per-bucket means). */

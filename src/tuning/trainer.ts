@@ -67,7 +67,7 @@ export interface TrainerOptions {
   /** Continue from the newest checkpoint in run.out/checkpoints when there is one. */
   resume?: boolean;
   log?: (msg: string) => void;
-  /** Show a progress bar (default: when stderr is a terminal). */
+  /** Show progress: a bar on a terminal, a plain line every run.progressEvery seconds otherwise (default true). */
   progress?: boolean;
   /** What `run.precision: auto` measures on a CPU (replaceable in tests). */
   precisionProbe?: () => torch.PrecisionProbe;
@@ -142,6 +142,7 @@ export class Trainer {
     const writer = this.world.rank === 0;
     this.trainLog = new TrainLog(c.run.out, {
       enabled: writer, total: c.run.steps, numTimesteps: this.objective.numTimesteps, progress: o.progress,
+      progressSeconds: c.run.progressEvery,
     });
     this.previewer = writer && !this.plugin?.preview && c.run.previewEvery > 0 && [1, 3].includes(this.model.config.inChannels)
       ? new Previewer(c.run.out, { count: c.run.previewCount, numClasses: inputs.classes.length, nullLabel: this.nullLabel, steps: c.run.previewSteps, cfg: c.run.previewCfg, seed: c.run.seed })
