@@ -21,7 +21,7 @@ const SHORTCUTS: Record<string, string> = {
   method: 'method', ckpt: 'model.ckpt', 'model-config': 'model.config', model: 'model.name', data: 'data.target',
   bank: 'data.bank', resolution: 'data.resolution', labels: 'labels.mode', tau: 'objective.tau', 'tau-replay': 'objective.tauReplay',
   'timestep-mode': 'objective.timestepMode', 'replay-ratio': 'objective.replayRatio', 'retention-weight': 'objective.retentionWeight',
-  weighting: 'objective.lossWeighting', peft: 'peft.method', 'lora-rank': 'peft.loraRank', lr: 'optim.lr', batch: 'optim.batchSize',
+  weighting: 'objective.lossWeighting', peft: 'peft.method', 'lora-rank': 'peft.loraRank', lr: 'optim.lr', 'lr-schedule': 'optim.schedule', 'warmup-steps': 'optim.warmupSteps', batch: 'optim.batchSize',
   accumulate: 'optim.accumulate', 'grad-clip': 'optim.gradClip', ema: 'ema.decay', steps: 'run.steps', seed: 'run.seed',
   device: 'run.device', precision: 'run.precision', out: 'run.out', 'log-every': 'run.logEvery', 'checkpoint-every': 'run.checkpointEvery',
   'preview-every': 'run.previewEvery', 'progress-every': 'run.progressEvery', vae: 'model.vae',

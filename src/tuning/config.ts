@@ -5,6 +5,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { ConfigError, parseOverride, SectionSpec, setPath, validateSection } from './config-schema';
+import { LR_SCHEDULES, LrSchedule } from './lr-schedule';
 
 export const METHODS = ['full', 'diff-tuning', 'retention-only', 'reconsolidation-only', 'pretrain'] as const;
 export type Method = (typeof METHODS)[number];
@@ -68,6 +69,8 @@ export const TRAIN_SCHEMA = {
     batchSize: { type: 'number', default: 32, integer: true, min: 1, help: 'samples per micro-batch (target + replay)' },
     accumulate: { type: 'number', default: 1, integer: true, min: 1, help: 'micro-batches per optimizer step' },
     gradClip: { type: 'number', default: null, nullable: true, min: 0, exclusiveMin: true, help: 'clip the global gradient norm to this (none by default, as the reference)' },
+    schedule: { type: 'enum', values: LR_SCHEDULES, default: 'constant', help: "learning-rate schedule: 'constant' (the reference), or 'linear' / 'cosine' decay to 0 at run.steps" },
+    warmupSteps: { type: 'number', default: 0, integer: true, min: 0, help: 'optimizer steps of linear warm-up from lr/warmupSteps to lr, before the schedule' },
   },
   eval: {
     every: { type: 'number', default: 0, integer: true, min: 0, help: 'steps between in-loop FID evaluations of the EMA model (0: none)' },
@@ -115,7 +118,10 @@ export interface TrainConfig {
     lossWeighting: 'none' | 'p2' | 'min-snr' | 'min-snr-code'; p2K: number; p2Gamma: number; minSnrGamma: number;
   };
   peft: { method: 'none' | 'difffit' | 'bitfit' | 'lora' | 'adaptformer'; loraRank: number; loraAlpha: number | null; adapterDim: number; adapterScale: number };
-  optim: { lr: number | null; weightDecay: number; betas: number[]; eps: number; batchSize: number; accumulate: number; gradClip: number | null };
+  optim: {
+    lr: number | null; weightDecay: number; betas: number[]; eps: number; batchSize: number; accumulate: number; gradClip: number | null;
+    schedule: LrSchedule; warmupSteps: number;
+  };
   eval: { every: number; samples: number; extractor: string; ref: string | null; steps: number; cfg: number; batch: number; precision: 'fp32' | 'bf16' };
   ema: { decay: number };
   run: {
@@ -193,9 +199,17 @@ function flatten(obj: Record<string, unknown>, prefix = ''): [string, unknown][]
   });
 }
 
+/**
+ * Fields added after runs already existed: left out of the identity while at these defaults
+ * (which is what those runs did), so their checkpoints still resume.
+ */
+const LATER_FIELDS: Record<string, unknown> = { 'optim.schedule': 'constant', 'optim.warmupSteps': 0 };
+
 /** The fields that define what a run learns, as sorted "path=value" pairs. */
 export function identityFields(c: TrainConfig): [string, unknown][] {
-  return flatten(c as unknown as Record<string, unknown>).filter(([k]) => !RESUMABLE.has(k)).sort(([a], [b]) => (a < b ? -1 : 1));
+  return flatten(c as unknown as Record<string, unknown>)
+    .filter(([k, v]) => !RESUMABLE.has(k) && !(k in LATER_FIELDS && LATER_FIELDS[k] === v))
+    .sort(([a], [b]) => (a < b ? -1 : 1));
 }
 
 /** sha256 of the identity fields: a checkpoint resumes only under the same hash. */

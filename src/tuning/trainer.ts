@@ -24,6 +24,7 @@ import { buildObjective, combineLosses, drawTimesteps, Objective, splitBatch } f
 import { inLoopEval } from '../eval/in-loop';
 import { ImageSink, Previewer, sampleWithSeed } from './previews';
 import { learningRate, RunInputs } from './setup';
+import { scheduledLr } from './lr-schedule';
 import { TrainLog } from './train-log';
 
 /** Processes of a data-parallel run; a single process is rank 0 of 1. */
@@ -211,6 +212,8 @@ export class Trainer {
       return { applied: false, loss, target, replay, gradNorm };
     }
     this.nan.consecutive = 0;
+    const o = this.config.optim;
+    this.optimizer.setLr(scheduledLr(learningRate(this.config), o.schedule, this.step, this.config.run.steps, o.warmupSteps));
     this.optimizer.step();
     this.optimizer.zeroGrad();
     this.ema.update(this.model);
