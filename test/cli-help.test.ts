@@ -108,3 +108,14 @@ test('iconnet: the registry, the README and the built dataset agree on its sets 
     assert.match(README, new RegExp(`iconnet .*${info.count.toLocaleString('en-US')} icons`));
   }
 });
+
+test('--version, "did you mean" for a mistyped command, and a non-zero exit with no command', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  assert.equal(difftune(['--version']).stdout.trim(), `difftune ${pkg.version}`);
+  const typo = difftune(['finetuen'], { ok: false });
+  assert.equal(typo.status, 2);
+  assert.match(typo.stderr, /unknown command 'finetuen' \(did you mean 'finetune'\?\)/);
+  const none = difftune([], { ok: false });
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /^usage: difftune <command>/);
+});

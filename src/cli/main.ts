@@ -13,6 +13,9 @@ import { runEval } from './eval';
 import { runExport } from './export';
 import { runExtractor } from './extractor';
 import { runFinetune, runPretrain, runTraining } from './train';
+import * as fs from 'fs';
+import * as path from 'path';
+import { suggest } from '../tuning/config-schema';
 
 interface Command {
   summary: string;
@@ -40,18 +43,33 @@ const commands: Record<string, Command> = {
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length));
   const lines = Object.entries(commands).sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
-  return `usage: difftune <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'difftune <command> --help' shows a command's options.`;
+  return `usage: difftune <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'difftune <command> --help' shows a command's options; 'difftune --version' the version.`;
+}
+
+/** The package version (package.json sits three levels above dist/src/cli/main.js). */
+function version(): string {
+  return JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version;
 }
 
 async function main(argv: string[]): Promise<void> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
+    return;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    console.log(`difftune ${version()}`);
+    return;
+  }
+  // No command is a usage error (scripts should not take it for success).
+  if (!name) {
+    console.error(usage());
+    process.exitCode = 2;
     return;
   }
   const command = commands[name];
   if (!command) {
-    console.error(`difftune: unknown command '${name}'\n\n${usage()}`);
+    console.error(`difftune: unknown command '${name}'${suggest(name, Object.keys(commands))}\n\n${usage()}`);
     process.exitCode = 2;
     return;
   }

@@ -26,7 +26,7 @@ export class ConfigError extends Error {
 }
 
 /** Nearest known name by edit distance, for "did you mean" hints on typos. */
-function suggest(name: string, known: string[]): string {
+export function suggest(name: string, known: string[]): string {
   const dist = (a: string, b: string): number => {
     const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
     for (let j = 1; j <= b.length; j++) d[0][j] = j;
