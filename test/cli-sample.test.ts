@@ -29,3 +29,13 @@ test('sample: an --out that cannot be written fails before sampling, also under 
   const proc = difftune(['sample', '--ckpt', ckpt, '--out', '/proc/difftune-test/x/grid.png'], { ok: false, timeoutMs: 60_000 });
   assert.match(proc.stderr, /--out \/proc\/difftune-test\/x: cannot write there/);
 });
+
+test('sample --out DIR/ writes one PNG per image, named by index and class', () => {
+  const out = path.join(dir, 'pngs');
+  const r = difftune(['sample', '--ckpt', ckpt, '--sampler', 'ddim', '--steps', '2', '--classes', '1,0,3', '--out', `${out}/`]);
+  assert.match(r.stdout, /wrote 3 PNGs to/);
+  assert.deepEqual(fs.readdirSync(out).sort(), ['000000-class1.png', '000001-class0.png', '000002-class3.png']);
+  const png = fs.readFileSync(path.join(out, '000000-class1.png'));
+  assert.equal(png.readUInt32BE(16), 8, 'width of the 8x8 model');
+  assert.match(sample('--out', path.join(dir, 'x.jpg')).stderr, /--out must be a \.png grid, a \.safetensors file or a folder/);
+});

@@ -8,6 +8,7 @@ import { loadDiT, readDiTConfig } from '../models/dit-io';
 import { decodeLatentImages } from '../data/latent-images';
 import { loadVae } from '../models/vae-io';
 import { saveImageGrid } from '../report/grid';
+import { saveImageFiles } from '../report/image-files';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
 import { oneOf, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
@@ -34,7 +35,7 @@ const FLAGS = {
   seed: { type: 'number', default: 0, help: 'random seed (torch.manual_seed)' },
   batch: { type: 'number', default: 64, help: 'samples per forward batch' },
   device: { type: 'string', default: 'cpu', help: "'cpu' or 'cuda' / 'cuda:N'" },
-  out: { type: 'string', default: 'samples.png', help: 'a .png image grid (pixel models, or latent models with --vae; their latents are also written beside it as .safetensors) or a .safetensors file of the raw samples' },
+  out: { type: 'string', default: 'samples.png', help: 'a .png image grid, or a folder (DIR/, or a name without extension) of one PNG per image (pixel models, or latent models with --vae; their latents are also written beside it as .safetensors), or a .safetensors file of the raw samples' },
   vae: { type: 'string', default: '', help: 'latent models: the VAE (diffusers folder such as sd-vae-ft-ema, or a weights file) that decodes the samples for the PNG grid' },
   'vae-batch': { type: 'number', default: 8, help: 'latents decoded per VAE forward' },
   nrow: { type: 'number', default: 8, help: 'images per grid row' },
@@ -65,7 +66,7 @@ function modelConfig(flags: { config: string; model: string; 'input-size': numbe
 }
 
 export async function runSample(argv: string[]): Promise<void> {
-  const flags = parseFlags('sample', 'Sample a DiT checkpoint to a PNG grid.', FLAGS, argv);
+  const flags = parseFlags('sample', 'Sample a DiT checkpoint to a PNG grid, a folder of PNGs (one per image) or a .safetensors file.', FLAGS, argv);
   if (!flags) return;
   if (!['ddpm', 'ddim'].includes(flags.sampler)) throw new Error(`--sampler must be ddpm or ddim, got '${flags.sampler}'`);
   // Checked before the model loads, so a bad value fails at once and names its flag.
@@ -77,9 +78,9 @@ export async function runSample(argv: string[]): Promise<void> {
   const device = flags.device as Device;
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
 
-  const toPng = /\.png$/i.test(flags.out);
-  if (!toPng && !/\.safetensors$/i.test(flags.out)) throw new Error(`--out must end in .png or .safetensors, got '${flags.out}'`);
-  checkWritableDir('out', path.dirname(path.resolve(flags.out)));
+  const kind = outputKind(flags.out);
+  const toPng = kind !== 'tensor';
+  checkWritableDir('out', kind === 'folder' ? flags.out : path.dirname(path.resolve(flags.out)));
   const { model, warnings } = loadDiT(flags.ckpt, { config: modelConfig(flags), key: flags.key || undefined, device, skipUnknown: flags['skip-unknown'] });
   for (const w of warnings) console.warn(`warning: ${w}`);
   model.eval();
@@ -130,15 +131,30 @@ export async function runSample(argv: string[]): Promise<void> {
   const labelTensor = torch.tensor(labels, { dtype: 'int64' });
   if (!toPng) {
     torch.saveSafetensors(flags.out, { samples, labels: labelTensor });
-  } else if (vae) {
-    const latentFile = flags.out.replace(/\.png$/i, '.safetensors');
+    console.log(`wrote ${flags.out}`);
+    return;
+  }
+  let images = samples;
+  if (vae) {
+    const latentFile = kind === 'folder' ? path.join(flags.out, 'latents.safetensors') : flags.out.replace(/\.png$/i, '.safetensors');
     torch.saveSafetensors(latentFile, { samples, labels: labelTensor });
     console.log(`wrote ${latentFile} (the latents; \`difftune eval --samples ${latentFile} --vae ${flags.vae}\` evaluates them)`);
-    const images = decodeLatentImages(vae, samples, flags['vae-batch']);
-    saveImageGrid(flags.out, images, flags.nrow, flags.scale || Math.max(1, Math.floor(64 / images.shape[2])));
-    images.dispose();
-  } else {
-    saveImageGrid(flags.out, samples, flags.nrow, flags.scale || Math.max(1, Math.floor(64 / c.inputSize)));
+    images = decodeLatentImages(vae, samples, flags['vae-batch']);
   }
-  console.log(`wrote ${flags.out}`);
+  if (kind === 'folder') {
+    const files = saveImageFiles(flags.out, images, labels);
+    console.log(`wrote ${files.length} PNGs to ${flags.out} (\`difftune eval --samples ${flags.out}\` evaluates them)`);
+  } else {
+    saveImageGrid(flags.out, images, flags.nrow, flags.scale || Math.max(1, Math.floor(64 / images.shape[2])));
+    console.log(`wrote ${flags.out}`);
+  }
+  if (images !== samples) images.dispose();
+}
+
+/** --out: a .png grid, a .safetensors file, or a folder of PNGs (ends in '/', or has no extension). */
+function outputKind(out: string): 'grid' | 'tensor' | 'folder' {
+  if (/\.png$/i.test(out)) return 'grid';
+  if (/\.safetensors$/i.test(out)) return 'tensor';
+  if (out.endsWith('/') || path.extname(out) === '') return 'folder';
+  throw new Error(`--out must be a .png grid, a .safetensors file or a folder (DIR/), got '${out}'`);
 }
