@@ -7,6 +7,7 @@ import { describeSchema, fieldAt, FieldSpec } from '../tuning/config-schema';
 import { TRAIN_SCHEMA } from '../tuning/config';
 import { CONTROLNET_SCHEMA, resolveControlNetConfig } from '../tuning/controlnet-config';
 import { trainControlNet } from '../tuning/controlnet-run';
+import { runSummary } from '../tuning/run-summary';
 import { FlagSpec, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { schemaFlag, SET_FLAG } from './config-flags';
 import { configureThreads } from './threads';
@@ -59,7 +60,7 @@ export async function runControlNet(argv: string[]): Promise<void> {
   }
   configureThreads();
   torch.manualSeed(train.run.seed);
-  console.log(`resolved config:\n${JSON.stringify({ ...train, controlnet }, null, 2)}`);
+  console.log(`${runSummary(train)}\n  controlnet: condition ${controlnet.condition}, blocks ${controlnet.blocks ?? 'half the depth'}`);
   checkRunFolder(train, Boolean(flags.resume));
   const r = await trainControlNet(train, controlnet, { resume: Boolean(flags.resume) });
   const conv = r.convergence;

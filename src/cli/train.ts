@@ -1,6 +1,6 @@
 // `difftune finetune` and `difftune pretrain`: one trainer, configured by a JSON file and flags.
-// Flags are shortcuts for config fields; `--set path=value` reaches any field. The resolved
-// config is printed and saved as RUN/config.json.
+// Flags are shortcuts for config fields; `--set path=value` reaches any field. A short summary is
+// printed; the resolved config is saved as RUN/config.json (--print-config prints it).
 import * as fs from 'fs';
 import * as path from 'path';
 import * as torch from '../torch';
@@ -8,6 +8,7 @@ import { describeSchema, fieldAt } from '../tuning/config-schema';
 import { Method, resolveConfig, TRAIN_SCHEMA, TrainConfig } from '../tuning/config';
 import { estimateMemory, formatPlan } from '../tuning/plan';
 import { prepareInputs } from '../tuning/setup';
+import { runSummary } from '../tuning/run-summary';
 import { Trainer } from '../tuning/trainer';
 import { listCheckpoints } from '../tuning/checkpoint';
 import { writeFileAtomic } from '../tuning/write-atomic';
@@ -93,7 +94,7 @@ export async function runTraining(command: 'finetune' | 'pretrain' | 'plan', arg
   }
   configureThreads();
   torch.manualSeed(config.run.seed);
-  console.log(`resolved config:\n${JSON.stringify(config, null, 2)}`);
+  console.log(runSummary(config));
 
   // Before the data and model load: a wrong --out or --resume should not wait for them.
   if (!flags.plan) checkRunFolder(config, Boolean(flags.resume));
