@@ -199,7 +199,7 @@ test('difftune controlnet end to end: train, previews, convergence log, --resume
     '--eval-every', '2', '--eval-samples', '3', '--eval-steps', '3', '--log-every', '2', '--checkpoint-every', '4', '--preview-every', '4',
     '--set', 'ema.decay=0.9', '--set', 'controlnet.blocks=1'];
   const first = difftune(['controlnet', ...common, '--steps', '4']);
-  assert.match(first.stdout, /"condition": "canny"/);
+  assert.match(first.stdout, /controlnet: condition canny, blocks 1/);
   assert.match(first.stdout, /convergence metric: 3 held-out canny conditions/);
   const clash = difftune(['controlnet', ...common, '--steps', '6'], { ok: false });
   assert.match(clash.stderr, /already holds checkpoints: pass --resume/);
