@@ -28,3 +28,9 @@ test('finetune --out that cannot be written fails before training, also under /p
   assert.match(finetune('--out', path.join(file, 'run')).stderr, /--out .*a-file\/run: cannot write there \(ENOTDIR/);
   assert.match(finetune('--out', '/proc/difftune-test/run').stderr, /--out \/proc\/difftune-test\/run: cannot write there/);
 });
+
+test('plan estimates a diff-tuning run without a bank (replay items cost what target ones do)', () => {
+  const r = difftune(['plan', '--ckpt', ckpt, '--data', path.join(dir, 'target'), '--batch', '8'], { timeoutMs: 60_000 });
+  assert.match(r.stdout, /AdamW moments/);
+  assert.ok(!fs.existsSync(path.join(dir, 'runs')), 'plan makes no run folder');
+});

@@ -86,7 +86,7 @@ export async function runTraining(command: 'finetune' | 'pretrain' | 'plan', arg
   for (const [flag, field] of Object.entries(SHORTCUTS)) {
     if (typeof flags[flag] === 'string' && flags[flag] !== '') overrides.push([field, flags[flag] as string]);
   }
-  const config = resolveConfig({ file: (flags.config as string) || undefined, overrides: [...overrides, ...sets] });
+  const config = resolveConfig({ file: (flags.config as string) || undefined, overrides: [...overrides, ...sets], planOnly: Boolean(flags.plan) });
   if (command !== 'pretrain' && config.method === 'pretrain') throw new Error("finetune: method 'pretrain' belongs to `difftune pretrain`");
   if (flags['print-config']) {
     console.log(JSON.stringify(config, null, 2));

@@ -136,8 +136,8 @@ export function usesBank(method: Method): boolean {
   return method === 'diff-tuning' || method === 'retention-only';
 }
 
-/** Cross-field rules the per-field schema cannot express. */
-function checkConsistency(c: TrainConfig, where: string): void {
+/** Cross-field rules the per-field schema cannot express (a memory plan needs no bank: replay items cost what target ones do). */
+function checkConsistency(c: TrainConfig, where: string, planOnly = false): void {
   if (c.method === 'pretrain') {
     if (c.model.ckpt) throw new ConfigError(where, 'model.ckpt', 'must be null for method "pretrain" (it trains from scratch)');
     if (!c.model.name && !c.model.config) throw new ConfigError(where, 'model.name', "is needed for pretrain (e.g. 'DiT-S/2'), or give model.config");
@@ -146,7 +146,7 @@ function checkConsistency(c: TrainConfig, where: string): void {
   }
   if (!c.data.target) throw new ConfigError(where, 'data.target', 'is required (a class-subfolder image folder)');
   if (usesBank(c.method)) {
-    if (!c.data.bank) throw new ConfigError(where, 'data.bank', `is required for method "${c.method}" (make one with \`difftune bank\`)`);
+    if (!c.data.bank && !planOnly) throw new ConfigError(where, 'data.bank', `is required for method "${c.method}" (make one with \`difftune bank\`)`);
     if (Math.floor(c.optim.batchSize * c.objective.replayRatio) < 1) {
       throw new ConfigError(where, 'objective.replayRatio', `gives no replay samples: floor(${c.optim.batchSize} · ${c.objective.replayRatio}) = 0; raise it or optim.batchSize`);
     }
@@ -156,9 +156,9 @@ function checkConsistency(c: TrainConfig, where: string): void {
   if (!/^(cpu|cuda(:\d+)?)$/.test(c.run.device)) throw new ConfigError(where, 'run.device', `must be cpu, cuda or cuda:N, got "${c.run.device}"`);
 }
 
-export function validateConfig(value: unknown, where: string): TrainConfig {
+export function validateConfig(value: unknown, where: string, planOnly = false): TrainConfig {
   const c = validateSection(TRAIN_SCHEMA, value, where) as unknown as TrainConfig;
-  checkConsistency(c, where);
+  checkConsistency(c, where, planOnly);
   return c;
 }
 
@@ -166,7 +166,7 @@ export function validateConfig(value: unknown, where: string): TrainConfig {
  * The resolved config: defaults, then the file (if any), then `overrides` as "path=value" pairs
  * (flags), validated together so a message names whichever source set the bad value.
  */
-export function resolveConfig(o: { file?: string; values?: Record<string, unknown>; overrides?: [string, string][] }): TrainConfig {
+export function resolveConfig(o: { file?: string; values?: Record<string, unknown>; overrides?: [string, string][]; planOnly?: boolean }): TrainConfig {
   let raw: Record<string, unknown> = {};
   if (o.file) {
     let text: string;
@@ -184,7 +184,7 @@ export function resolveConfig(o: { file?: string; values?: Record<string, unknow
   }
   raw = structuredClone({ ...raw, ...(o.values ?? {}) });
   for (const [path, text] of o.overrides ?? []) setPath(raw, path, parseOverride(TRAIN_SCHEMA, path, text));
-  return validateConfig(raw, o.file ? `${o.file} (with command-line overrides)` : 'config');
+  return validateConfig(raw, o.file ? `${o.file} (with command-line overrides)` : 'config', o.planOnly);
 }
 
 /** Fields that may change when a run is resumed (how long and how it reports, not what it learns). */

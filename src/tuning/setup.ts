@@ -204,7 +204,10 @@ export async function prepareInputs(c: TrainConfig, log: (msg: string) => void =
     if (!(model.config.classDropoutProb > 0)) {
       throw new Error(`method '${c.method}' replays the bank with the null label, but the model (${c.model.ckpt ?? c.model.name}) has no null label row (class_dropout_prob 0); use a model trained with label dropout or method 'full'`);
     }
-    const dir = c.data.bank!;
+  }
+  // Without a bank only a memory plan is made (the trainer refuses to run without one).
+  if (usesBank(c.method) && c.data.bank) {
+    const dir = c.data.bank;
     const opened = await openBank(dir, { resolution, onError: c.data.onError, warn, modelSha256: pretrainedSha256 ?? undefined });
     bank = opened.source;
     if (opened.latent) flipBank = false;
