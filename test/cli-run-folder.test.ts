@@ -34,3 +34,14 @@ test('plan estimates a diff-tuning run without a bank (replay items cost what ta
   assert.match(r.stdout, /AdamW moments/);
   assert.ok(!fs.existsSync(path.join(dir, 'runs')), 'plan makes no run folder');
 });
+
+test('bank, eval, ewc and export check --out before their work, also under /proc', () => {
+  const model = path.join(dir, 'source.safetensors');
+  const proc = (args: string[]) => difftune(args, { ok: false, timeoutMs: 60_000 }).stderr;
+  assert.match(proc(['bank', '--ckpt', model, '--out', '/proc/difftune-test/bank', '--n', '2']), /--out \/proc\/difftune-test\/bank: cannot write there/);
+  assert.match(proc(['eval', '--samples', path.join(dir, 'target'), '--ref', path.join(dir, 'target'), '--out', '/proc/difftune-test/m.json']),
+    /--out \/proc\/difftune-test: cannot write there/);
+  assert.match(proc(['ewc', '--pretrained', model, '--finetuned', model, '--bank', dir, '--out', '/proc/difftune-test/e.json']),
+    /--out \/proc\/difftune-test: cannot write there/);
+  assert.match(proc(['export', '--checkpoint', model, '--out', '/proc/difftune-test/x.safetensors']), /--out \/proc\/difftune-test: cannot write there/);
+});

@@ -10,6 +10,7 @@ import { loadVae } from '../models/vae-io';
 import { buildBank, BankSettings, DECODED_DIR, writeDecodedBank } from '../tuning/bank';
 import { oneOf, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { configureThreads } from './threads';
+import { checkWritableDir } from './writable';
 
 const FLAGS = {
   ckpt: { type: 'string', help: 'the pretrained DiT: .safetensors (ours or diffusers layout) or an official .pt (training checkpoints give their EMA)' },
@@ -48,6 +49,7 @@ export async function runBank(argv: string[]): Promise<void> {
   const device = flags.device as Device;
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
   configureThreads();
+  checkWritableDir('out', flags.out); // before the model loads and sampling starts
 
   if (flags.config && flags.model) throw new Error('give either --config or --model, not both');
   if (flags.model && !isDiTModelName(flags.model)) throw new Error(`--model: unknown DiT config '${flags.model}' (known: ${Object.keys(DIT_MODELS).join(', ')})`);

@@ -10,6 +10,7 @@ import { loadVae } from '../models/vae-io';
 import { writeFileAtomic } from '../tuning/write-atomic';
 import { oneOf, parseFlags } from './args';
 import { configureThreads } from './threads';
+import { checkWritableDir } from './writable';
 
 const FLAGS = {
   samples: { type: 'string', help: 'generated samples: a folder of images (searched recursively) or a .safetensors file (samples [N, C, H, W], uint8 or [-1, 1])' },
@@ -56,6 +57,7 @@ export async function runEval(argv: string[]): Promise<void> {
   const refOnError = oneOf('on-error', flags['on-error'], ['throw', 'skip'] as const);
   const ref = parseRefSpec(flags.ref, { splitSeed: flags['split-seed'], evalFraction: flags['eval-fraction'] });
   configureThreads();
+  if (flags.out) checkWritableDir('out', path.dirname(path.resolve(flags.out))); // before the features are computed
   const extractor = loadExtractor(flags.extractor, { device });
   let metrics: EvalMetrics;
   const samples = flags.vae ? decodedSamples(flags.samples, flags.vae, device, flags['vae-batch']) : flags.samples;

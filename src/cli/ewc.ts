@@ -11,6 +11,7 @@ import { Device, Tensor } from '../torch';
 import { writeFileAtomic } from '../tuning/write-atomic';
 import { parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { configureThreads } from './threads';
+import { checkWritableDir } from './writable';
 
 const FLAGS = {
   pretrained: { type: 'string', help: 'the pretrained DiT (.safetensors with its .json, or an official .pt)' },
@@ -48,6 +49,7 @@ export async function runEwc(argv: string[], log: (m: string) => void = (m) => c
   const files = flags.finetuned.split(',').map((s) => s.trim()).filter(Boolean);
   if (!files.length) throw new Error('--finetuned: no file given');
   configureThreads();
+  if (flags.out) checkWritableDir('out', path.dirname(path.resolve(flags.out))); // before the Fisher is computed
   const device = flags.device as Device;
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
   const key = flags.key || undefined;

@@ -8,6 +8,7 @@ import { configFromModelArgs, DiT, DiTConfig } from '../models/dit';
 import { readDiTConfig, saveDiT } from '../models/dit-io';
 import { loadTrainingState } from '../tuning/checkpoint';
 import { parseFlags } from './args';
+import { checkWritableDir } from './writable';
 
 const FLAGS = {
   checkpoint: { type: 'string', help: 'a training checkpoint (RUN/checkpoints/step-N.safetensors)' },
@@ -21,6 +22,7 @@ export async function runExport(argv: string[]): Promise<void> {
   const flags = parseFlags('export', 'Write the EMA or raw weights of a training checkpoint as a model file.', FLAGS, argv);
   if (!flags) return;
   if (flags.weights !== 'ema' && flags.weights !== 'model') throw new Error(`--weights must be 'ema' or 'model', got '${flags.weights}'`);
+  checkWritableDir('out', path.dirname(path.resolve(flags.out)));
   const s = loadTrainingState(flags.checkpoint);
   const run = path.dirname(path.dirname(path.resolve(flags.checkpoint)));
   const sibling = path.join(run, 'model.json');

@@ -1,9 +1,11 @@
 // `difftune extractor train`: trains the offline FID feature extractor (the iconnet classifier).
+import * as path from 'path';
 import * as torch from '../torch';
 import { Device } from '../torch';
 import { cardPath, trainExtractor } from '../eval/train-extractor';
 import { parseFlags } from './args';
 import { configureThreads } from './threads';
+import { checkWritableDir } from './writable';
 
 const TRAIN_FLAGS = {
   data: { type: 'string', help: 'class-subfolder image folder to train on (the iconnet source: class = icon set)' },
@@ -37,6 +39,7 @@ export async function runExtractor(argv: string[]): Promise<void> {
   const device = flags.device as Device;
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
   configureThreads();
+  checkWritableDir('out', path.dirname(path.resolve(flags.out))); // before training
   const card = await trainExtractor({
     data: flags.data,
     out: flags.out,
