@@ -3,6 +3,7 @@
 // `precision: auto` follows the start-up measurement (forced here both ways).
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { readJsonl } from '../src/report/jsonl';
@@ -132,7 +133,8 @@ test('pretrain, finetune and controlnet accept --precision bf16 on the CPU and r
   const dir = tempDir('bf16-cli');
   const finetune = difftune(['finetune', '--ckpt', f.ckpt, '--data', f.target, '--method', 'full', '--out', path.join(dir, 'ft'),
     '--steps', '2', '--batch', '8', '--preview-every', '0', '--precision', 'bf16']);
-  assert.match(finetune.stdout, /"precision": "bf16"/);
+  assert.match(finetune.stdout, /^  2 steps, batch 8, .*, bf16 on cpu$/m, 'the start-of-run summary');
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'ft', 'config.json'), 'utf8')).run.precision, 'bf16');
   const pretrain = difftune(['pretrain', '--model', 'DiT-S/2', '--set', 'model.hiddenSize=32', '--set', 'model.depth=1', '--set', 'model.numHeads=2',
     '--set', 'data.resolution=8', '--data', f.target, '--out', path.join(dir, 'pt'), '--steps', '2', '--batch', '8', '--preview-every', '0', '--precision', 'auto']);
   assert.match(pretrain.stdout, /precision: (bf16|fp32) \(auto: bf16 matmuls \d+ vs float32 \d+ GFLOP\/s/);
