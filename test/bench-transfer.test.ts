@@ -12,7 +12,11 @@ import { formatP, signTestP } from '../bench/transfer/paired';
 import { MAIN_METHODS, METHOD_NAMES } from '../bench/transfer/methods';
 import { bankSweepRun, methodRun, planRuns, RunSpec, runId } from '../bench/transfer/plan';
 import { appendRunRecord, Experiment, readRunRecords, recordsByKey, RunRecord, runKey } from '../bench/transfer/results-log';
-import { parseSettings, PRESETS } from '../bench/transfer/settings';
+import { parseSettings, PRESETS, TESTBED_SOURCE, TESTBED_TARGETS } from '../bench/transfer/settings';
+import { ensureTargetSplit } from '../bench/transfer/target-split';
+import { curveOfLog } from '../bench/transfer/one-run';
+import { encodePng } from '../src/report/png';
+import sharp from 'sharp';
 import { stratifiedCounts, stratifiedSubsample } from '../bench/transfer/subsample';
 
 const close = (a: number, b: number, tol: number, what = ''): void => assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b}`);
@@ -203,6 +207,80 @@ test('aggregate: the transfer.json shape, averages and relative promotion', () =
   assert.deepEqual(partial.average, { full: 15 });
 });
 
+test('aggregate: curves are means over seeds per step, best points, final variants, steps to full fine-tuning\'s best', () => {
+  const byId = tableRecords({ a: { full: [10, 12], 'diff-tuning': [9, 9] }, b: { full: [20, 22], 'diff-tuning': [19, 25] } });
+  const withCurve = (target: string, method: string, seed: number, curve: [number, number][], extra: Partial<RunRecord> = {}): void => {
+    const id = runId(methodRun(target, method as never, { tau: 1, bankSize: 32, seed }));
+    byId.set(id, { ...byId.get(id)!, curve, ...extra });
+  };
+  withCurve('a', 'full', 0, [[100, 30], [200, 12], [300, 14]], { fidCfg1: 20, fidRaw: 16 });
+  withCurve('a', 'full', 1, [[100, 34], [200, 14], [300, 16]], { fidCfg1: 22, fidRaw: 18 });
+  withCurve('a', 'diff-tuning', 0, [[100, 20], [200, 13], [300, 10]]);
+  withCurve('a', 'diff-tuning', 1, [[100, 20], [200, 12], [300, 10]]);
+  withCurve('b', 'full', 0, [[100, 25], [200, 21], [300, 22]]);
+  withCurve('b', 'full', 1, [[100, 25], [200, 21], [300, 22]]);
+  withCurve('b', 'diff-tuning', 0, [[100, 30], [200, 26], [300, 24]]);
+  const j = aggregate(byId, { targets: ['a', 'b'], steps: 300, seeds: 2, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
+  assert.deepEqual(j.targets.a.full.curve, [[100, 32], [200, 13], [300, 15]]);
+  assert.deepEqual(j.targets.a.full.best, { step: 200, fid: 13 });
+  assert.deepEqual(j.targets.a.full.cfg1, { mean: 21, std: Math.SQRT2 });
+  assert.deepEqual(j.targets.a.full.raw, { mean: 17, std: Math.SQRT2 });
+  assert.equal(j.targets.a['diff-tuning'].raw, undefined);
+  // diff-tuning reaches full's best (13) on a at step 200 (mean 12.5), never on b (best 21 vs 24 at the end).
+  assert.deepEqual(j.steps_to_full_best_by_target, { 'diff-tuning': { a: 200, b: null } });
+  assert.deepEqual(j.steps_to_full_best, { 'diff-tuning': null });
+  withCurve('b', 'diff-tuning', 0, [[100, 30], [200, 26], [300, 20]]);
+  const k = aggregate(byId, { targets: ['a', 'b'], steps: 300, seeds: 2, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
+  assert.deepEqual(k.steps_to_full_best, { 'diff-tuning': 250 });
+  // Records without curves give cells without curve fields.
+  const plain = aggregate(tableRecords({ a: { full: [10] } }), { targets: ['a'], steps: 1, seeds: 1, sweepSeeds: 1, bankSize: 32, ablationTarget: null });
+  assert.deepEqual(Object.keys(plain.targets.a.full).sort(), ['mean', 'std']);
+  assert.equal(plain.steps_to_full_best, undefined);
+});
+
+test('ensureTargetSplit: the training subset and every other image, grey on request, reused by its manifest', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-target-split-'));
+  try {
+    const data = path.join(root, 'data');
+    for (const [cls, n] of [['a', 6], ['b', 4]] as const) {
+      fs.mkdirSync(path.join(data, cls), { recursive: true });
+      for (let i = 0; i < n; i++) {
+        const rgb = Buffer.alloc(4 * 4 * 3, 0);
+        rgb[0] = 200; rgb[1] = 10 * i; rgb[2] = 40;
+        fs.writeFileSync(path.join(data, cls, `${i}.png`), encodePng(rgb, 4, 4, 3));
+      }
+    }
+    const work = path.join(root, 'work');
+    const split = await ensureTargetSplit({ dataDir: data, target: 't', work, trainSize: 5, subsetSeed: 0, grey: true });
+    assert.deepEqual([split.train, split.heldout], [5, 5]);
+    const list = (dir: string): string[] => ['a', 'b'].flatMap((c) => fs.readdirSync(path.join(dir, c)).map((f) => `${c}/${f}`));
+    const train = list(split.trainDir);
+    const heldout = list(split.heldoutDir);
+    assert.equal(train.length, 5);
+    assert.deepEqual([...train, ...heldout].sort(), list(data).sort(), 'every image is in exactly one of the two');
+    assert.deepEqual(train.map((f) => f.split('/')[0]).sort(), ['a', 'a', 'a', 'b', 'b'], 'stratified by class');
+    assert.equal((await sharp(path.join(split.trainDir, train[0])).metadata()).channels, 1, 'grey');
+    // Reused as it is (a file removed from it is not re-made), and refused when the target changed.
+    fs.rmSync(path.join(split.heldoutDir, heldout[0]));
+    assert.deepEqual(await ensureTargetSplit({ dataDir: data, target: 't', work, trainSize: 5, subsetSeed: 0, grey: true }), split);
+    fs.copyFileSync(path.join(data, 'a', '0.png'), path.join(data, 'a', '9.png'));
+    await assert.rejects(ensureTargetSplit({ dataDir: data, target: 't', work, trainSize: 5, subsetSeed: 0, grey: true }), /split of 10 images, but .* now has 11/);
+    await assert.rejects(ensureTargetSplit({ dataDir: data, target: 't', work, trainSize: 1, subsetSeed: 0, grey: false }), /leaves classes .* without an image/);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('curveOfLog: the in-loop FIDs of a run log by step; a step logged again (resume) keeps its last value; a torn line is skipped', () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-curve-')), 'log.jsonl');
+  fs.writeFileSync(file, [
+    { step: 10, loss: 1 }, { step: 10, fid_fashion: 50 }, { step: 20, fid_fashion: 40 }, { step: 20, fid_fashion: 41 }, { step: 20, fid_iconnet: 9 },
+  ].map((r) => JSON.stringify(r)).join('\n') + '\n{"step":30,"fid_fas');
+  assert.deepEqual(curveOfLog(file, 'fid_fashion'), [[10, 50], [20, 41]]);
+  assert.deepEqual(curveOfLog(path.join(path.dirname(file), 'missing.jsonl'), 'fid_fashion'), []);
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
+});
+
 test('paired differences against full: per target, over all pairs, the sign test', () => {
   // Binomial(n, 1/2) tails computed by hand: 0 of 3 -> 2/8; 3 of 15 -> 2 * 576/32768; a tie at n/2 -> 1.
   assert.equal(signTestP(0, 3), 0.25);
@@ -337,4 +415,13 @@ test('parseSettings: presets, overrides and errors that name the flag', () => {
   assert.throws(() => parseSettings(['--methods', 'full,ft'], { cudaAvailable: false }), /--methods: 'ft' is not a method \(expected full, diff-tuning/);
   assert.deepEqual(parseSettings(['--methods', 'full,full,difffit'], { cudaAvailable: false }).methods, ['full', 'difffit']);
   assert.deepEqual(parseSettings([], { cudaAvailable: false }).methods, [...METHOD_NAMES]);
+  // The testbed: its source, targets, extractor and held-out protocol; the old budgets keep the old protocol.
+  const tb = parseSettings(['--budget', 'testbed'], { cudaAvailable: false });
+  assert.deepEqual([tb.source, tb.extractor, tb.heldout, tb.grey, tb.bankSampler, tb.bankSteps, tb.finalVariants], [TESTBED_SOURCE, 'fashion', true, true, 'ddpm', 250, true]);
+  assert.deepEqual(tb.targets, TESTBED_TARGETS);
+  assert.ok(tb.evalSamples >= 1000 && tb.curvePoints >= 4);
+  assert.deepEqual([cpu.heldout, cpu.curvePoints, cpu.bankSampler], [false, 0, 'ddim']);
+  assert.equal(parseSettings(['--budget', 'testbed', '--no-grey', '--bank-sampler', 'ddim'], { cudaAvailable: false }).grey, false);
+  assert.throws(() => parseSettings(['--budget', 'testbed', '--steps', '1001'], { cudaAvailable: false }), /--curve-points \(5\) must divide --steps \(1001\)/);
+  assert.throws(() => parseSettings(['--bank-sampler', 'euler'], { cudaAvailable: false }), /--bank-sampler/);
 });

@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   }
 
   const bankDir = pending.some((r) => r.method === 'diff-tuning')
-    ? await ensureBank({ source: s.source, sourceConfig, sourceSha256, work: s.work, n: s.bankSize, steps: s.bankSteps, cfg: s.cfg, device: s.device as Device, log })
+    ? await ensureBank({ source: s.source, sourceConfig, sourceSha256, work: s.work, sampler: 'ddim', n: s.bankSize, steps: s.bankSteps, cfg: s.cfg, device: s.device as Device, log })
     : null;
   const started = Date.now();
   for (const [i, r] of pending.entries()) {

@@ -26,9 +26,23 @@ export function relativePromotion(fidFull: number, fidMethod: number): number {
 
 export interface SweepPoint extends MeanStd { runs: number }
 
+/** A table cell: FID over seeds at the final step, with the runs' in-loop curves when they have them. */
+export interface Cell extends MeanStd {
+  /** [step, FID mean over the seeds that have that step]: the EMA weights along the run. */
+  curve?: [number, number][];
+  /** The lowest point of the mean curve. */
+  best?: { step: number; fid: number };
+  /** The final EMA without guidance, and the final raw weights with guidance (runs that measured them). */
+  cfg1?: MeanStd;
+  raw?: MeanStd;
+}
+
 export interface TransferJson {
   average: Record<string, number>;
-  targets: Record<string, Record<string, MeanStd>>;
+  targets: Record<string, Record<string, Cell>>;
+  /** Per method: the first step where its mean curve reaches full fine-tuning's best (mean over targets; null when some target never does). */
+  steps_to_full_best?: Record<string, number | null>;
+  steps_to_full_best_by_target?: Record<string, Record<string, number | null>>;
   steps: number;
   seeds: number;
   relative_promotion: Record<string, { targets: Record<string, number>; mean_over_targets: number | null; of_average: number | null }>;
@@ -86,7 +100,7 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     seeds.map((seed) => methodRun(target, method, { tau: TABLE_TAU, bankSize: o.bankSize, seed }));
   const methodsOf = (target: string): MethodName[] => [...MAIN_METHODS, ...(target === o.ablationTarget ? ABLATION_METHODS : [])];
 
-  const tables = { fid: {} as Record<string, Record<string, MeanStd>>, kid: {} as Record<string, Record<string, MeanStd>> };
+  const tables = { fid: {} as Record<string, Record<string, Cell>>, kid: {} as Record<string, Record<string, MeanStd>> };
   for (const target of o.targets) {
     tables.fid[target] = {};
     tables.kid[target] = {};
@@ -95,7 +109,7 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
       const fid = collect(specs, 'fid');
       missing.push(...fid.ids);
       if (fid.values.length) {
-        tables.fid[target][method] = meanStd(fid.values);
+        tables.fid[target][method] = { ...meanStd(fid.values), ...curveParts(specs.map((sp) => byId.get(runId(sp))).filter((r): r is RunRecord => !!r)) };
         tables.kid[target][method] = meanStd(collect(specs, 'kid').values);
       }
     }
@@ -156,6 +170,16 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     missing.push(...ids);
     return values.length ? { ...meanStd(values), runs: values.length } : null;
   };
+  const toBest: Record<string, Record<string, number | null>> = {};
+  for (const target of o.targets) {
+    const bestFull = tables.fid[target].full?.best;
+    if (!bestFull) continue;
+    for (const method of methodsOf(target).filter((m) => m !== 'full')) {
+      const curve = tables.fid[target][method]?.curve;
+      if (!curve) continue;
+      (toBest[method] ??= {})[target] = curve.find(([, fid]) => fid <= bestFull.fid)?.[0] ?? null;
+    }
+  }
   const out: TransferJson = {
     average,
     targets: tables.fid,
@@ -182,6 +206,13 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
     }
   }
   if (Object.keys(ewc).length) out.ewc = ewc;
+  if (Object.keys(toBest).length) {
+    out.steps_to_full_best_by_target = toBest;
+    out.steps_to_full_best = Object.fromEntries(Object.entries(toBest).map(([method, byTarget]) => {
+      const steps = o.targets.map((t) => byTarget[t]);
+      return [method, steps.every((v): v is number => typeof v === 'number') ? steps.reduce((a, b) => a + b, 0) / steps.length : null];
+    }));
+  }
   if (o.tau) {
     const { target, values } = o.tau;
     out.tau_sweep = {
@@ -204,6 +235,23 @@ export function aggregate(byId: ReadonlyMap<string, RunRecord>, o: AggregateOpti
   }
   out.missing = [...new Set(missing)];
   out.complete = out.missing.length === 0;
+  return out;
+}
+
+/** A cell's curve (mean over the seeds at each step), its best point, and the final variants, from its runs. */
+export function curveParts(records: readonly RunRecord[]): Pick<Cell, 'curve' | 'best' | 'cfg1' | 'raw'> {
+  const out: Pick<Cell, 'curve' | 'best' | 'cfg1' | 'raw'> = {};
+  const atStep = new Map<number, number[]>();
+  for (const r of records) for (const [step, fid] of r.curve ?? []) atStep.set(step, [...(atStep.get(step) ?? []), fid]);
+  if (atStep.size) {
+    out.curve = [...atStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, v]) => [step, meanStd(v).mean]);
+    const [step, fid] = out.curve.reduce((a, b) => (b[1] < a[1] ? b : a));
+    out.best = { step, fid };
+  }
+  const cfg1 = records.flatMap((r) => (typeof r.fidCfg1 === 'number' ? [r.fidCfg1] : []));
+  const raw = records.flatMap((r) => (typeof r.fidRaw === 'number' ? [r.fidRaw] : []));
+  if (cfg1.length) out.cfg1 = meanStd(cfg1);
+  if (raw.length) out.raw = meanStd(raw);
   return out;
 }
 

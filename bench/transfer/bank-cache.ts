@@ -1,5 +1,5 @@
 // One knowledge bank per source model, shared by every target and run: sampled once (uniform
-// source labels, guidance, DDIM) into WORK/banks/<sha256 of the source>-<settings>/, grown when a
+// source labels, guidance, DDPM or DDIM) into WORK/banks/<sha256 of the source>-<settings>/, grown when a
 // later run needs more items (item i never changes, so a run replaying b items always sees the
 // same first b), and resumed if a build was interrupted.
 import * as path from 'path';
@@ -16,19 +16,20 @@ export interface BankRequest {
   work: string;
   /** Items needed. */
   n: number;
+  sampler: 'ddpm' | 'ddim';
   steps: number;
   cfg: number;
   device: Device;
   log: (m: string) => void;
 }
 
-export function bankDir(work: string, sourceSha256: string, steps: number, cfg: number): string {
-  return path.join(work, 'banks', `${sourceSha256.slice(0, 16)}-ddim${steps}-cfg${cfg}-seed${BANK_SEED}`);
+export function bankDir(work: string, sourceSha256: string, sampler: 'ddpm' | 'ddim', steps: number, cfg: number): string {
+  return path.join(work, 'banks', `${sourceSha256.slice(0, 16)}-${sampler}${steps}-cfg${cfg}-seed${BANK_SEED}`);
 }
 
 /** The bank folder, holding at least r.n complete items. */
 export async function ensureBank(r: BankRequest): Promise<string> {
-  const dir = bankDir(r.work, r.sourceSha256, r.steps, r.cfg);
+  const dir = bankDir(r.work, r.sourceSha256, r.sampler, r.steps, r.cfg);
   let have = 0;
   if (fs.existsSync(path.join(dir, 'manifest.json'))) {
     const m = readBankManifest(dir);
@@ -36,7 +37,7 @@ export async function ensureBank(r: BankRequest): Promise<string> {
     if (m.count >= r.n && m.count === m.settings.n) return dir;
   }
   const settings: BankSettings = {
-    n: Math.max(r.n, have), labels: 'uniform', cfg: r.cfg, guideChannels: 3, sampler: 'ddim', steps: r.steps, eta: 0,
+    n: Math.max(r.n, have), labels: 'uniform', cfg: r.cfg, guideChannels: 3, sampler: r.sampler, steps: r.steps, eta: 0,
     seed: BANK_SEED, batchSize: 64, clip: true,
   };
   const started = Date.now();

@@ -12,7 +12,15 @@ export interface RunJob {
   runDir: string;
   source: string;
   sourceConfig: string | null;
+  /** The training data: the target folder (subsampled here), or with heldoutDir the training subset folder itself. */
   dataDir: string;
+  /** Every target image not in dataDir: the FID reference (null: the target's eval split). */
+  heldoutDir: string | null;
+  /** In-loop FID evaluations (EMA weights) along the run, and their sample count (0: none). */
+  curvePoints: number;
+  curveSamples: number;
+  /** Also evaluate the final EMA without guidance and the final raw weights. */
+  finalVariants: boolean;
   /** The bank folder (its first spec.bankSize items are replayed); null when spec.bankSize is 0. */
   bankDir: string | null;
   steps: number;
@@ -41,6 +49,11 @@ export interface RunEwc {
 }
 
 export interface RunOutcome extends FidResult {
+  /** In-loop FID of the EMA weights: [step, fid] (runs with curvePoints > 0). */
+  curve?: [number, number][];
+  /** The final EMA without guidance, and the final raw weights with guidance (finalVariants). */
+  cfg1?: FidResult;
+  raw?: FidResult;
   trainImages: number;
   bankItems: number;
   trainSeconds: number;

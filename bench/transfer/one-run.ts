@@ -10,7 +10,7 @@ import { ImageDataset } from '../../src/data/image-dataset';
 import { ewcDistance } from '../../src/eval/ewc';
 import { fisherOnBank, pretrainedAs, pretrainedConfig } from '../../src/eval/ewc-setup';
 import { loadExtractor } from '../../src/eval/extractor';
-import { DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, ReferenceSpec } from '../../src/eval/reference-stats';
+import { parseRefSpec, ReferenceSpec } from '../../src/eval/reference-stats';
 import { DiT } from '../../src/models/dit';
 import { loadDiT } from '../../src/models/dit-io';
 import * as torch from '../../src/torch';
@@ -32,12 +32,15 @@ export function jobConfig(job: RunJob) {
     values: {
       method: m.method,
       model: { ckpt: job.source, config: job.sourceConfig },
-      data: { target: job.dataDir, split: 'train', bank: m.usesBank ? job.bankDir : null },
+      data: { target: job.dataDir, split: job.heldoutDir ? 'all' : 'train', bank: m.usesBank ? job.bankDir : null },
       labels: { mode: 'reuse' },
       objective: { tau: job.spec.tau ?? 1 },
       peft: { method: m.peft },
       optim: { batchSize: job.batch },
       ema: { decay: job.emaDecay },
+      eval: job.curvePoints > 0
+        ? { every: job.steps / job.curvePoints, samples: job.curveSamples, extractor: job.extractor, ref: referenceOf(job), steps: job.evalSteps, cfg: job.cfg, batch: job.evalBatch }
+        : { every: 0 },
       run: {
         steps: job.steps, seed: job.spec.seed, device: job.device, out: job.runDir,
         logEvery: Math.max(1, Math.floor(job.steps / 20)), checkpointEvery: Math.max(1, Math.ceil(job.steps / 4)),
@@ -47,9 +50,31 @@ export function jobConfig(job: RunJob) {
   });
 }
 
+/** The FID reference: every held-out image, or the target's eval split. */
+function referenceOf(job: RunJob): string {
+  return job.heldoutDir ? `${job.heldoutDir}:all` : `${job.dataDir}:eval`;
+}
+
+/** The in-loop FIDs of a run's log.jsonl, one per step (the last record of a step wins: a resumed run logs again). */
+export function curveOfLog(file: string, metric: string): [number, number][] {
+  if (!fs.existsSync(file)) return [];
+  const byStep = new Map<number, number>();
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    let r: Record<string, unknown>;
+    try {
+      r = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue; // a torn last line of a killed run
+    }
+    if (typeof r.step === 'number' && typeof r[metric] === 'number') byStep.set(r.step, r[metric] as number);
+  }
+  return [...byStep.entries()].sort((a, b) => a[0] - b[0]);
+}
+
 export async function executeRun(job: RunJob, log: (m: string) => void): Promise<RunOutcome> {
   const device = job.device as Device;
-  const ref: ReferenceSpec = { dir: job.dataDir, split: 'eval', splitSeed: DEFAULT_SPLIT_SEED, evalFraction: DEFAULT_EVAL_FRACTION };
+  const ref: ReferenceSpec = parseRefSpec(referenceOf(job));
   const protocol: SamplingProtocol = { samples: job.evalSamples, steps: job.evalSteps, cfg: job.cfg, batch: job.evalBatch, device };
   const labels = evalLabels(ref, job.evalSamples);
   const extractor = loadExtractor(job.extractor, { device });
@@ -60,7 +85,10 @@ export async function executeRun(job: RunJob, log: (m: string) => void): Promise
       try {
         const samples = torch.noGrad(() => sampleModel(model.eval(), labels, job.spec.seed, protocol));
         const fid = await fidOfSamples(samples, ref, extractor, log);
-        return { ...fid, trainImages: 0, bankItems: 0, trainSeconds: 0, evalSeconds: (Date.now() - started) / 1000, stepSeconds: 0 };
+        const cfg1 = job.finalVariants
+          ? await fidOfSamples(torch.noGrad(() => sampleModel(model, labels, job.spec.seed, { ...protocol, cfg: 1 })), ref, extractor, log)
+          : undefined;
+        return { ...fid, ...(cfg1 ? { cfg1 } : {}), trainImages: 0, bankItems: 0, trainSeconds: 0, evalSeconds: (Date.now() - started) / 1000, stepSeconds: 0 };
       } finally {
         model.dispose();
       }
@@ -72,7 +100,10 @@ export async function executeRun(job: RunJob, log: (m: string) => void): Promise
     const inputs = await prepareInputs(config, log);
     const full = inputs.target;
     if (!(full instanceof ImageDataset)) throw new Error(`${job.dataDir}: expected an image folder target`);
-    const positions = stratifiedSubsample(Array.from(full.labels.data() as BigInt64Array, Number), job.trainSize, job.subsetSeed);
+    // A held-out run's data folder is its training subset already.
+    const positions = job.heldoutDir
+      ? Array.from({ length: full.length }, (_, i) => i)
+      : stratifiedSubsample(Array.from(full.labels.data() as BigInt64Array, Number), job.trainSize, job.subsetSeed);
     const target = full.subset(positions);
     full.dispose();
     writeFileAtomic(path.join(job.runDir, 'train-files.txt'), target.files.map((f) => path.relative(job.dataDir, f)).join('\n') + '\n');
@@ -98,12 +129,22 @@ export async function executeRun(job: RunJob, log: (m: string) => void): Promise
     const trainSeconds = (Date.now() - trainStart) / 1000;
     const stepsRun = job.steps - startStep;
     const evalStart = Date.now();
-    const samples = torch.noGrad(() => trainer.ema.swapInto(trainer.model, () => sampleModel(trainer.model, labels, job.spec.seed, protocol)));
-    const fid = await fidOfSamples(samples, ref, extractor, log);
+    const emaSamples = (cfg: number) => torch.noGrad(() => trainer.ema.swapInto(trainer.model, () => sampleModel(trainer.model, labels, job.spec.seed, { ...protocol, cfg })));
+    const fid = await fidOfSamples(emaSamples(job.cfg), ref, extractor, log);
+    let variants: Pick<RunOutcome, 'cfg1' | 'raw'> = {};
+    if (job.finalVariants) {
+      const cfg1 = await fidOfSamples(emaSamples(1), ref, extractor, log);
+      trainer.model.eval();
+      const raw = await fidOfSamples(torch.noGrad(() => sampleModel(trainer.model, labels, job.spec.seed, protocol)), ref, extractor, log);
+      variants = { cfg1, raw };
+    }
+    const curve = job.curvePoints > 0 ? curveOfLog(path.join(job.runDir, 'log.jsonl'), fid.metric) : undefined;
     const evalSeconds = (Date.now() - evalStart) / 1000;
     const ewc = job.ewc ? await ewcOfRun(job, trainer.model, trainer.ema.stateDict(trainer.model), log) : undefined;
     const outcome: RunOutcome = {
       ...fid,
+      ...variants,
+      ...(curve ? { curve } : {}),
       trainImages: target.length,
       bankItems: bank?.length ?? 0,
       trainSeconds,

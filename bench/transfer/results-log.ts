@@ -20,8 +20,10 @@ export interface Experiment {
   subsetSeed: number;
   emaDecay: number;
   /** The bank's sampling settings (its size is in the spec). */
-  bank: { steps: number; cfg: number; seed: number };
+  bank: { steps: number; cfg: number; seed: number; sampler?: 'ddpm' };
   eval: { samples: number; steps: number; cfg: number; extractorSha256: string };
+  /** The testbed's held-out protocol (absent: the eval split, final evaluation only). */
+  protocol?: { heldout: true; grey: boolean; curvePoints: number; curveSamples: number; finalVariants: boolean };
 }
 
 /** A finished run as logged. */
@@ -36,6 +38,11 @@ export interface RunRecord extends RunSpec, Omit<FidResult, 'warnings'> {
   /** Mean seconds per optimizer step (0 for the pretrained reference). */
   stepSeconds: number;
   device: string;
+  /** In-loop FID of the EMA weights along the run, [step, fid] (curve runs). */
+  curve?: [number, number][];
+  /** Final FID of the EMA without guidance, and of the raw weights with guidance (finalVariants runs). */
+  fidCfg1?: number;
+  fidRaw?: number;
   /** EWC of the run's EMA weights against the source (runs made with --ewc-items > 0). */
   ewc?: RunEwc;
   /** The benchmark command that made the run. */

@@ -27,6 +27,8 @@ import { renderMarkdown } from './markdown';
 import { forgettingRun, largestBank, planRuns, RunSpec, runId } from './plan';
 import { appendRunRecord, Experiment, readRunRecords, RunRecord, recordsByKey, runKey } from './results-log';
 import { BenchSettings, parseSettings, PARTS, USAGE } from './settings';
+import { ensureTargetSplit, TargetSplit } from './target-split';
+import { writeCurvePlots } from './curves-plot';
 
 const log = (m: string): void => console.log(m);
 
@@ -90,6 +92,14 @@ function formatSeconds(s: number): string {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+/** The source's sha256 with its own-domain FID and gate, from the card beside it (X.card.json) when there is one. */
+function sourceSummary(source: string, sha256: string): Record<string, unknown> {
+  const cardFile = source.replace(/\.safetensors$/i, '.card.json');
+  if (!fs.existsSync(cardFile)) return { sha256, own_fid: null, gate: null };
+  const card = readJsonFile<{ own_fid?: number; gate?: { accuracy: number; real_accuracy: number; passed: boolean } }>(cardFile, 'source card');
+  return { sha256, own_fid: card.own_fid ?? null, gate: card.gate ?? null, card: cardFile };
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -116,10 +126,28 @@ async function main(): Promise<void> {
   const emaDecay = scaledEmaDecay(s.steps);
   const dataDir = (t: string): string => path.join(s.dataRoot, t);
   const hashes = new Map(s.targets.map((t) => [t, dataHash(dataDir(t))]));
+  // The held-out protocol: per target a training-subset folder and a folder of everything else.
+  const splits = new Map<string, TargetSplit>();
+  if (s.heldout && !s.reportOnly) {
+    for (const t of s.targets) {
+      const split = await ensureTargetSplit({ dataDir: dataDir(t), target: t, work: s.work, trainSize: s.trainSize, subsetSeed: s.subsetSeed, grey: s.grey });
+      splits.set(t, split);
+      log(`target ${t}: ${split.train} training images in ${displayPath(split.trainDir)}, ${split.heldout} held out in ${displayPath(split.heldoutDir)}`);
+    }
+  }
+  const trainDirOf = (t: string): string => splits.get(t)?.trainDir ?? dataDir(t);
+  const refOf = (t: string): ReferenceSpec => {
+    const split = splits.get(t);
+    return split
+      ? { dir: split.heldoutDir, split: 'all', splitSeed: DEFAULT_SPLIT_SEED, evalFraction: DEFAULT_EVAL_FRACTION }
+      : { dir: dataDir(t), split: 'eval', splitSeed: DEFAULT_SPLIT_SEED, evalFraction: DEFAULT_EVAL_FRACTION };
+  };
   const experiment = (target: string): Experiment => ({
     sourceSha256, dataHash: hashes.get(target)!, steps: s.steps, batch: s.batch, trainSize: s.trainSize, subsetSeed: s.subsetSeed, emaDecay,
-    bank: { steps: s.bankSteps, cfg: s.cfg, seed: 0 },
+    bank: { steps: s.bankSteps, cfg: s.cfg, seed: 0, ...(s.bankSampler !== 'ddim' ? { sampler: s.bankSampler } : {}) },
     eval: { samples: s.evalSamples, steps: s.evalSteps, cfg: s.cfg, extractorSha256: extractorInfo.sha256 },
+    // Only in the testbed's keys, so the records of the old protocol keep theirs.
+    ...(s.heldout ? { protocol: { heldout: true, grey: s.grey, curvePoints: s.curvePoints, curveSamples: s.curveSamples, finalVariants: s.finalVariants } } : {}),
   });
   const keyOf = (r: RunSpec): string => runKey(r, experiment(r.target));
 
@@ -138,7 +166,7 @@ async function main(): Promise<void> {
   const frModel = path.join(runDirOf(fr, frKey), 'model.safetensors');
   const frRequest: ForgettingRequest = {
     runId: runId(fr), runKey: frKey, source: s.source, sourceConfig, outDir: path.join(s.out, 'forgetting'), finetuned: frModel,
-    ref: { dir: dataDir(fr.target), split: 'eval', splitSeed: DEFAULT_SPLIT_SEED, evalFraction: DEFAULT_EVAL_FRACTION } satisfies ReferenceSpec,
+    ref: refOf(fr.target),
     samples: s.forgettingSamples, splits: s.forgettingSplits, steps: s.evalSteps, cfg: s.cfg, batch: s.evalBatch, seed: 0,
     device, extractor: s.extractor, log,
   };
@@ -161,7 +189,7 @@ async function main(): Promise<void> {
   const ewcWanted = s.ewcItems > 0 && fineTunes.length > 0;
   const bankNeeded = Math.max(largestBank(pending), ewcWanted ? s.ewcItems : 0);
   const bankDir = bankNeeded > 0
-    ? await ensureBank({ source: s.source, sourceConfig, sourceSha256, work: s.work, n: bankNeeded, steps: s.bankSteps, cfg: s.cfg, device, log })
+    ? await ensureBank({ source: s.source, sourceConfig, sourceSha256, work: s.work, n: bankNeeded, sampler: s.bankSampler, steps: s.bankSteps, cfg: s.cfg, device, log })
     : null;
 
   const started = Date.now();
@@ -170,7 +198,8 @@ async function main(): Promise<void> {
     const key = keyOf(r);
     const job: RunJob = {
       spec: { target: r.target, method: r.method, tau: r.tau, bankSize: r.bankSize, seed: r.seed }, id: r.id, key,
-      runDir: runDirOf(r, key), source: s.source, sourceConfig, dataDir: dataDir(r.target), bankDir: r.bankSize > 0 ? bankDir : null,
+      runDir: runDirOf(r, key), source: s.source, sourceConfig, dataDir: trainDirOf(r.target), bankDir: r.bankSize > 0 ? bankDir : null,
+      heldoutDir: splits.get(r.target)?.heldoutDir ?? null, curvePoints: s.curvePoints, curveSamples: s.curveSamples, finalVariants: s.finalVariants,
       steps: s.steps, batch: s.batch, trainSize: s.trainSize, subsetSeed: s.subsetSeed, emaDecay, device: s.device,
       evalSamples: s.evalSamples, evalSteps: s.evalSteps, evalBatch: s.evalBatch, cfg: s.cfg, extractor: s.extractor,
       ewc: ewcWanted && bankDir ? { bankDir, items: s.ewcItems, draws: 1, seed: 0 } : null,
@@ -181,7 +210,8 @@ async function main(): Promise<void> {
     const record: RunRecord = {
       kind: 'run', key, id: r.id, ...job.spec, metric: o.metric, fid: o.fid, kid: o.kid, kidStd: o.kidStd, samples: o.samples,
       refImages: o.refImages, trainImages: o.trainImages, bankItems: o.bankItems, trainSeconds: o.trainSeconds, evalSeconds: o.evalSeconds,
-      stepSeconds: o.stepSeconds, ...(o.ewc ? { ewc: o.ewc } : {}), device: s.device, command, finished: new Date().toISOString(), warnings: o.warnings,
+      stepSeconds: o.stepSeconds, ...(o.ewc ? { ewc: o.ewc } : {}),
+      ...(o.curve ? { curve: o.curve } : {}), ...(o.cfg1 ? { fidCfg1: o.cfg1.fid } : {}), ...(o.raw ? { fidRaw: o.raw.fid } : {}), device: s.device, command, finished: new Date().toISOString(), warnings: o.warnings,
     };
     appendRunRecord(logFile, record);
     done.set(key, record);
@@ -242,12 +272,20 @@ async function main(): Promise<void> {
     steps: s.steps, batch: s.batch, train_size: s.trainSize, subset_seed: s.subsetSeed,
     lr: { default: 1e-4, difffit: 1e-3 }, ema_decay: emaDecay, ema_rule: '0.9999^(24000/steps): the reference\'s 9.07% residual of the pretrained weights',
     tau: 1, replay_ratio: 0.2, retention_weight: 0.1, labels: 'reuse',
-    bank: { size: s.bankSize, sampler: `ddim${s.bankSteps}`, cfg: s.cfg, labels: 'uniform over source classes', seed: 0 },
-    eval: { samples: s.evalSamples, sampler: `ddim${s.evalSteps}`, cfg: s.cfg, reference: `eval split (fraction ${DEFAULT_EVAL_FRACTION}, seed ${DEFAULT_SPLIT_SEED})` },
+    bank: { size: s.bankSize, sampler: `${s.bankSampler}${s.bankSteps}`, cfg: s.cfg, labels: 'uniform over source classes', seed: 0 },
+    eval: {
+      samples: s.evalSamples, sampler: `ddim${s.evalSteps}`, cfg: s.cfg,
+      reference: s.heldout ? 'every target image not in the training subset' : `eval split (fraction ${DEFAULT_EVAL_FRACTION}, seed ${DEFAULT_SPLIT_SEED})`,
+      ...(s.curvePoints > 0 ? { curve: { points: s.curvePoints, samples: s.curveSamples, weights: 'EMA' } } : {}),
+      ...(s.finalVariants ? { final_variants: ['EMA at guidance 1', `raw weights at guidance ${s.cfg}`] } : {}),
+    },
+    grey_targets: s.grey,
     ablation_target: s.ablationTarget, sweep_target: s.sweepTarget, sweep_seeds: s.sweepSeeds,
   };
   const json = {
     ...agg,
+    eval_samples: s.evalSamples,
+    source: sourceSummary(s.source, sourceSha256),
     forgetting: forgetting ? { target: fr.target, method: 'full', seed: 0, ...forgetting } : null,
     extractor: extractorInfo,
     settings,
@@ -266,12 +304,15 @@ async function main(): Promise<void> {
         `${source.inputSize}x${source.inputSize}x${source.inChannels}, ${source.numClasses} classes; sha256 ${sourceSha256.slice(0, 12)})`,
       `training sets: ${s.trainSize} images per target, stratified by class from the train split (subset seed ${s.subsetSeed}); ` +
         `the same images for every method and seed (actual: ${s.targets.map((t) => `${t} ${trainImages[t] ?? '?'}`).join(', ')})`,
-      `FID/KID reference: each target's eval split (${DEFAULT_EVAL_FRACTION * 100}% of the images, split seed ${DEFAULT_SPLIT_SEED}; ` +
-        `${s.targets.map((t) => `${t} ${refImages[t] ?? '?'}`).join(', ')} images), never trained on`,
+      s.heldout
+        ? `FID/KID reference: every target image not in the training subset (${s.targets.map((t) => `${t} ${refImages[t] ?? '?'}`).join(', ')} images)` +
+          `${s.grey ? '; targets converted to grey' : ''}`
+        : `FID/KID reference: each target's eval split (${DEFAULT_EVAL_FRACTION * 100}% of the images, split seed ${DEFAULT_SPLIT_SEED}; ` +
+          `${s.targets.map((t) => `${t} ${refImages[t] ?? '?'}`).join(', ')} images), never trained on`,
       `${s.steps} steps at batch ${s.batch} for every method; AdamW lr 1e-4 (DiffFit 1e-3), no weight decay; ` +
         `EMA decay ${emaDecay.toPrecision(6)} = 0.9999^(24000/${s.steps}), so the evaluated EMA keeps the reference's 9.07% of the pretrained weights`,
       `Diff-Tuning: τ = 1, replay floor(0.2·batch) bank items per batch with the null label, L = L_target + 0.1·L_replay; label rows reused`,
-      `knowledge bank: ${s.bankSize} samples of the source model (uniform source labels, DDIM ${s.bankSteps} steps, guidance ${s.cfg})`,
+      `knowledge bank: ${s.bankSize} samples of the source model (uniform source labels, ${s.bankSampler.toUpperCase()} ${s.bankSteps} steps, guidance ${s.cfg})`,
       `evaluation: the EMA weights, ${s.evalSamples} samples (DDIM ${s.evalSteps} steps, guidance ${s.cfg}, labels in the eval split's class proportions, ` +
         `starting noise from the run seed, so methods are compared on the same noise), extractor ${extractorInfo.name} ` +
         `(${displayPath(extractorInfo.weights)}, sha256 ${extractorInfo.sha256.slice(0, 12)})`,
@@ -285,6 +326,8 @@ async function main(): Promise<void> {
   fs.mkdirSync(s.out, { recursive: true });
   writeFileAtomic(path.join(s.out, 'transfer.json'), JSON.stringify(json, null, 2) + '\n');
   writeFileAtomic(path.join(s.out, 'transfer.md'), markdown);
+  const curvePlots = await writeCurvePlots(s.out, agg, tuned[0]?.metric ?? `fid_${extractorInfo.name}`, s.seeds);
+  if (curvePlots.length) log(`wrote ${curvePlots.join(', ')}`);
   console.log(`\n${markdown}`);
   log(`wrote ${path.join(s.out, 'transfer.json')} and ${path.join(s.out, 'transfer.md')}`);
 }

@@ -5,10 +5,13 @@ import { isMethodName, METHOD_NAMES, MethodName } from './methods';
 
 export const PARTS = ['table', 'tau', 'bank', 'forgetting'] as const;
 export type Part = (typeof PARTS)[number];
-export const BUDGETS = ['quick', 'cpu', 'gpu'] as const;
+export const BUDGETS = ['quick', 'cpu', 'gpu', 'testbed'] as const;
 export type Budget = (typeof BUDGETS)[number];
 export const DEFAULT_TARGETS = ['twemoji', 'flags', 'oxygen', 'openclipart', 'crawl-textures'];
 export const DEFAULT_SOURCE = 'assets/source/iconnet-dit.safetensors';
+/** The testbed (the testbed issue): a source that passes its gate, small targets, long runs, held-out evaluation. */
+export const TESTBED_SOURCE = 'assets/source/fashion-dit.safetensors';
+export const TESTBED_TARGETS = ['mnist', 'openclipart', 'crawl-textures'];
 
 /** The numbers a budget fixes. */
 export interface BudgetNumbers {
@@ -27,30 +30,55 @@ export interface BudgetNumbers {
   sweepSeeds: number;
   forgettingSamples: number;
   forgettingSplits: number[];
+  /** Train on a subset folder of trainSize images and evaluate against every other image of the target (else: the eval split). */
+  heldout: boolean;
+  /** Targets converted to grey (a grey source). */
+  grey: boolean;
+  /** In-loop FID evaluations along each run (EMA weights; 0: final only). */
+  curvePoints: number;
+  curveSamples: number;
+  /** The knowledge bank's sampler: 'ddpm' (the reference's sample_ddp.py) or 'ddim'. */
+  bankSampler: 'ddpm' | 'ddim';
+  /** Also evaluate the final EMA without guidance and the final raw weights with guidance. */
+  finalVariants: boolean;
 }
+
+const OLD_PROTOCOL = { heldout: false, grey: false, curvePoints: 0, curveSamples: 0, bankSampler: 'ddim' as const, finalVariants: false };
 
 const TENTHS = Array.from({ length: 11 }, (_, i) => i / 10);
 const TAUS = [0, 0.5, 1, 1.5, 2];
+
+/** Steps of a testbed run: sized by the pilot in bench/results/testbed-pilot.md so full fine-tuning saturates. */
+const TESTBED_STEPS = 3000;
 
 /**
  * quick: proves the pipeline end to end in minutes (its numbers mean nothing);
  * cpu: the shipped source model (DiT hidden 192, depth 6, patch 4) on 2 idle CPU cores in about
  *   8-14 hours (0.3-0.5 s per training step at batch 32; 5 targets x 4 methods x 3 seeds + ablation
  *   + sweeps with one seed: 72 fine-tunes of 1000 steps, 77 evaluations of 500 samples);
- * gpu: longer runs and more samples, for one GPU (not timed yet).
+ * gpu: longer runs and more samples, for one GPU (not timed yet);
+ * testbed: the Fashion-MNIST source (grey, 28x28) on grey targets of a few hundred training images,
+ *   trained long enough to saturate, FID along each run and at the end (1,000 samples, EMA with and
+ *   without guidance, raw weights) against every held-out target image; the bank sampled as the
+ *   reference does (DDPM 250, guidance 1.5).
  */
 export const PRESETS: Record<Budget, BudgetNumbers> = {
   quick: {
     steps: 20, seeds: 1, trainSize: 64, bankSize: 32, bankSteps: 10, evalSamples: 64, evalSteps: 10,
-    tauValues: TAUS, bankSizes: [0, 16, 32], sweepSeeds: 1, forgettingSamples: 64, forgettingSplits: [0, 0.25, 0.5, 0.75, 1],
+    tauValues: TAUS, bankSizes: [0, 16, 32], sweepSeeds: 1, forgettingSamples: 64, forgettingSplits: [0, 0.25, 0.5, 0.75, 1], ...OLD_PROTOCOL,
   },
   cpu: {
     steps: 1000, seeds: 3, trainSize: 500, bankSize: 1024, bankSteps: 25, evalSamples: 500, evalSteps: 25,
-    tauValues: TAUS, bankSizes: [0, 64, 256, 1024], sweepSeeds: 1, forgettingSamples: 500, forgettingSplits: TENTHS,
+    tauValues: TAUS, bankSizes: [0, 64, 256, 1024], sweepSeeds: 1, forgettingSamples: 500, forgettingSplits: TENTHS, ...OLD_PROTOCOL,
   },
   gpu: {
     steps: 5000, seeds: 3, trainSize: 500, bankSize: 1024, bankSteps: 50, evalSamples: 2000, evalSteps: 50,
-    tauValues: TAUS, bankSizes: [0, 64, 256, 1024], sweepSeeds: 3, forgettingSamples: 2000, forgettingSplits: TENTHS,
+    tauValues: TAUS, bankSizes: [0, 64, 256, 1024], sweepSeeds: 3, forgettingSamples: 2000, forgettingSplits: TENTHS, ...OLD_PROTOCOL,
+  },
+  testbed: {
+    steps: TESTBED_STEPS, seeds: 3, trainSize: 300, bankSize: 1024, bankSteps: 250, evalSamples: 1000, evalSteps: 25,
+    tauValues: TAUS, bankSizes: [0, 64, 256, 1024], sweepSeeds: 3, forgettingSamples: 1000, forgettingSplits: TENTHS,
+    heldout: true, grey: true, curvePoints: 5, curveSamples: 500, bankSampler: 'ddpm', finalVariants: true,
   },
 };
 
@@ -90,7 +118,9 @@ export interface BenchSettings extends BudgetNumbers {
 }
 
 export const USAGE = `usage: npm run bench:transfer -- [flags]
-  --budget quick|cpu|gpu    preset of every number below (default: gpu with --device cuda, else cpu)
+  --budget quick|cpu|gpu|testbed   preset of every number below (default: gpu with --device cuda, else cpu);
+                            testbed also sets the source (${TESTBED_SOURCE}), targets (${TESTBED_TARGETS.join(',')}),
+                            the fashion extractor and the held-out protocol below
   --source FILE             source DiT weights (.safetensors + .json beside it; default ${DEFAULT_SOURCE})
   --source-config FILE      its config JSON when not beside it
   --targets a,b,...         target datasets under --data-root (default ${DEFAULT_TARGETS.join(',')})
@@ -108,6 +138,11 @@ export const USAGE = `usage: npm run bench:transfer -- [flags]
   --forgetting-samples N --forgetting-splits 0,0.1,...,1
   --keep-models             keep every run's model.safetensors (default: only the forgetting curve's)
   --ewc-items N             bank items in the Fisher of each run's EWC against the source (default 256; 0: no EWC)
+  --heldout / --no-heldout  train on a subset folder of --train-size images, evaluate on every other image of the target
+  --grey / --no-grey        convert the targets to grey (for a grey source)
+  --curve-points N --curve-samples N   FID evaluations along each run (EMA, DDIM --eval-steps; 0: final only)
+  --bank-sampler ddpm|ddim  the bank's sampler (ddpm: the reference's sample_ddp.py)
+  --final-variants / --no-final-variants   also evaluate the final EMA at guidance 1 and the raw weights
   --dry-run                 print the plan and stop
   --report-only             write transfer.json/.md from the finished runs in the log; run nothing`;
 
@@ -191,6 +226,15 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
       case '--forgetting-splits': given.forgettingSplits = numberList(args.value(), '--forgetting-splits', { min: 0, max: 1 }).sort((a, b) => a - b); break;
       case '--keep-models': given.keepModels = true; break;
       case '--ewc-items': given.ewcItems = nonNegative(args.value(), '--ewc-items'); break;
+      case '--heldout': given.heldout = true; break;
+      case '--no-heldout': given.heldout = false; break;
+      case '--grey': given.grey = true; break;
+      case '--no-grey': given.grey = false; break;
+      case '--curve-points': given.curvePoints = nonNegative(args.value(), '--curve-points'); break;
+      case '--curve-samples': given.curveSamples = args.int(args.value(), '--curve-samples'); break;
+      case '--bank-sampler': given.bankSampler = args.choice(['ddpm', 'ddim'] as const); break;
+      case '--final-variants': given.finalVariants = true; break;
+      case '--no-final-variants': given.finalVariants = false; break;
       case '--dry-run': given.dryRun = true; break;
       case '--report-only': given.reportOnly = true; break;
       default: fail(`unknown flag '${f}'`);
@@ -198,13 +242,14 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
   }
   const device = given.device ?? (o.cudaAvailable ? 'cuda' : 'cpu');
   const chosen: Budget = budget ?? (device.startsWith('cuda') ? 'gpu' : 'cpu');
-  const targets = given.targets ?? DEFAULT_TARGETS;
+  const testbed = chosen === 'testbed';
+  const targets = given.targets ?? (testbed ? TESTBED_TARGETS : DEFAULT_TARGETS);
   if (targets.length === 0) fail('--targets: no target given');
   if (new Set(targets).size !== targets.length) fail(`--targets: a target is given twice (${targets.join(',')})`);
   const s: BenchSettings = {
     ...PRESETS[chosen],
     budget: chosen,
-    source: DEFAULT_SOURCE,
+    source: testbed ? TESTBED_SOURCE : DEFAULT_SOURCE,
     sourceConfig: null,
     dataRoot: 'data',
     parts: [...PARTS],
@@ -215,7 +260,7 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
     subsetSeed: 0,
     cfg: 1.5,
     evalBatch: 250,
-    extractor: 'iconnet',
+    extractor: testbed ? 'fashion' : 'iconnet',
     keepModels: false,
     ewcItems: 256,
     dryRun: false,
@@ -232,6 +277,8 @@ export function parseSettings(argv: readonly string[], o: { cudaAvailable: boole
   if (s.sweepSeeds > s.seeds) fail(`--sweep-seeds (${s.sweepSeeds}) cannot exceed --seeds (${s.seeds})`);
   if (s.forgettingSamples < 2) fail('--forgetting-samples must be at least 2 (FID needs a covariance)');
   if (s.evalSamples < 2) fail('--eval-samples must be at least 2 (FID needs a covariance)');
+  if (s.curvePoints > 0 && s.curveSamples < 2) fail('--curve-samples must be at least 2 (FID needs a covariance)');
+  if (s.curvePoints > 0 && s.steps % s.curvePoints !== 0) fail(`--curve-points (${s.curvePoints}) must divide --steps (${s.steps})`);
   return s;
 }
 
