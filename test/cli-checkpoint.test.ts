@@ -13,11 +13,14 @@ writePretrained(path.join(dir, 'model.safetensors'));
 writeTargetFolder(path.join(dir, 'target'), 4);
 const refused = /hostile_torch_save_system\.pt: .*pickle global 'posix\.system' is not allowed.*--skip-unknown/;
 
-test('sample, bank and finetune refuse a checkpoint with an unsupported global, naming it and --skip-unknown', () => {
+test('sample, bank, finetune, gate and forgetting refuse a checkpoint with an unsupported global, naming it and --skip-unknown', () => {
   const runs = {
     sample: ['sample', '--ckpt', HOSTILE, '--config', config, '--out', path.join(dir, 's.png')],
     bank: ['bank', '--ckpt', HOSTILE, '--config', config, '--out', path.join(dir, 'bank'), '--n', '2'],
     finetune: ['finetune', '--method', 'full', '--ckpt', HOSTILE, '--model-config', config, '--data', path.join(dir, 'target'), '--out', path.join(dir, 'run')],
+    gate: ['gate', '--ckpt', HOSTILE, '--config', config, '--data', path.join(dir, 'target')],
+    forgetting: ['forgetting', '--metric', 'loss', '--pretrained', HOSTILE, '--pretrained-config', config, '--finetuned', path.join(dir, 'model.safetensors'),
+      '--dataset', path.join(dir, 'target'), '--out', path.join(dir, 'forgetting')],
   };
   for (const [name, argv] of Object.entries(runs)) {
     const r = difftune(argv, { ok: false });

@@ -17,7 +17,7 @@ import { DiT } from '../models/dit';
 import { loadDiT, readDiTConfig } from '../models/dit-io';
 import * as torch from '../torch';
 import { Device } from '../torch';
-import { oneOf, parseFlags } from './args';
+import { oneOf, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
@@ -28,6 +28,7 @@ const FLAGS = {
   'pretrained-config': { type: 'string', default: '', help: 'config JSON of the pretrained model (default: beside its weights)' },
   'finetuned-config': { type: 'string', default: '', help: 'config JSON of the fine-tuned model (default: beside its weights)' },
   key: { type: 'string', default: '', help: "which weights of a training checkpoint: 'ema' (default when present) or 'model'" },
+  'skip-unknown': SKIP_UNKNOWN_FLAG,
   n: { type: 'number', default: 500, help: 'samples per switch point (labels in the dataset\'s class proportions); --metric loss: held-out images (a seeded choice, all when fewer)' },
   buckets: { type: 'number', default: 10, help: '--metric loss: equal-width t buckets over the 1000 training steps' },
   draws: { type: 'number', default: 1, help: '--metric loss: t and noise draws per image and bucket' },
@@ -85,7 +86,7 @@ export async function runForgetting(argv: string[], deps: ForgettingDeps = {}): 
   if (device !== 'cpu' && !torch.cuda.isAvailable()) throw new Error(`--device ${device}: CUDA is not available in this build`);
 
   const load = (file: string, configFile: string, what: string): DiT => {
-    const { model, warnings } = loadDiT(file, { config: configFile ? readDiTConfig(configFile) : undefined, key: flags.key || undefined, device });
+    const { model, warnings } = loadDiT(file, { config: configFile ? readDiTConfig(configFile) : undefined, key: flags.key || undefined, device, skipUnknown: flags['skip-unknown'] });
     for (const w of warnings) log(`warning: ${what}: ${w}`);
     return model.eval();
   };

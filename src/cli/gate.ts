@@ -16,12 +16,13 @@ import * as torch from '../torch';
 import { Device } from '../torch';
 import { sampleDiT } from '../tuning/bank';
 import { writeFileAtomic } from '../tuning/write-atomic';
-import { oneOf, parseFlags } from './args';
+import { oneOf, parseFlags, SKIP_UNKNOWN_FLAG } from './args';
 import { configureThreads } from './threads';
 
 const FLAGS = {
   ckpt: { type: 'string', help: 'the DiT to gate (.safetensors with its .json beside it, or a training checkpoint: its EMA)' },
   key: { type: 'string', default: '', help: "which weights of an official training checkpoint (.pt): 'ema' (default) or 'model'; for difftune's checkpoints, `difftune export --weights model` first (a short run's EMA still holds its initialisation)" },
+  'skip-unknown': SKIP_UNKNOWN_FLAG,
   config: { type: 'string', default: '', help: 'JSON with the official constructor arguments (default: X.json or config.json beside the weights)' },
   data: { type: 'string', help: 'the domain: a class-subfolder folder (its class names, and the held-out split of real images)' },
   classifier: { type: 'string', default: '', help: 'iconnet classifier weights (default: the shipped assets/extractor/iconnet-classifier.safetensors)' },
@@ -54,7 +55,7 @@ export async function runGate(argv: string[]): Promise<void> {
   const device = flags.device as Device;
   configureThreads();
 
-  const { model } = loadDiT(flags.ckpt, { config: flags.config ? readDiTConfig(flags.config) : undefined, key: flags.key || undefined, device });
+  const { model } = loadDiT(flags.ckpt, { config: flags.config ? readDiTConfig(flags.config) : undefined, key: flags.key || undefined, device, skipUnknown: flags['skip-unknown'] });
   model.eval();
   const c = model.config;
   const classifierFile = flags.classifier || DEFAULT_ICONNET_WEIGHTS;
