@@ -81,6 +81,30 @@ export interface MarkdownExtras {
   timingLines: string[];
 }
 
+/** Best point of each method's mean curve, steps to full fine-tuning's best, and the final variants (testbed runs). */
+export function curveTable(j: TransferJson, targets: string[]): string {
+  const methods = [...new Set(targets.flatMap((t) => Object.keys(j.targets[t] ?? {})))].filter((m) => targets.some((t) => j.targets[t]?.[m]?.curve));
+  if (!methods.length) return '';
+  const lines = ['## Along the run and final variants', '',
+    'Best = the lowest point of the mean curve (in-loop FID of the EMA weights; fewer samples than the final evaluation, so biased upward): ' +
+    'FID @ step. "CFG 1" is the final EMA without guidance, "raw" the final raw weights with guidance. ' +
+    'Steps to full\'s best: the first evaluation where the method\'s mean curve is at or below full fine-tuning\'s best (— never).', '',
+    row(['method', ...targets.flatMap((t) => [`${t} best`, `${t} CFG 1`, `${t} raw`]), 'steps to full\'s best']),
+    row(['---', ...targets.flatMap(() => ['---:', '---:', '---:']), '---:'])];
+  for (const m of methods) {
+    const cells = targets.flatMap((t) => {
+      const c = j.targets[t]?.[m];
+      return [c?.best ? `${formatNumber(c.best.fid)} @ ${c.best.step}` : '', formatMeanStd(c?.cfg1), formatMeanStd(c?.raw)];
+    });
+    const s = j.steps_to_full_best?.[m];
+    const byTarget = j.steps_to_full_best_by_target?.[m];
+    const reach = m === 'full' ? '' : byTarget ? targets.map((t) => (byTarget[t] === null || byTarget[t] === undefined ? '—' : String(byTarget[t]))).join(' / ') +
+      (typeof s === 'number' ? ` (mean ${formatNumber(s)})` : '') : '';
+    lines.push(row([m, ...cells, reach]));
+  }
+  return lines.join('\n');
+}
+
 export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownExtras): string {
   const out: string[] = [];
   out.push('# Transfer benchmark: a small-scale reproduction of Diff-Tuning\'s Table 1', '');
@@ -93,6 +117,8 @@ export function renderMarkdown(j: TransferJson, targets: string[], x: MarkdownEx
   if (mp.length) {
     out.push(`Relative promotion averaged over targets: ${mp.map(([m, p]) => `${m} ${formatPercent(p.mean_over_targets)}`).join(', ')}.`, '');
   }
+  const curveLines = curveTable(j, targets);
+  if (curveLines) out.push(curveLines, '');
   if (Object.keys(j.paired).length) {
     out.push('## Paired against full fine-tuning', '',
       'FID_method − FID_full between runs of the same target and seed (same training images, same evaluation labels and ' +
