@@ -5,10 +5,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { createDiffusion } from '../diffusion/create';
-import { ImageDataset } from '../data/image-dataset';
-import { splitIndices } from '../data/split';
 import { classIndexMap, classify, gateResult, GATE_MIN_SHARE } from '../eval/class-gate';
 import { DEFAULT_ICONNET_WEIGHTS, loadIconClassifier } from '../eval/extractor';
+import { decodeImageFiles, splitFiles } from '../eval/reference-stats';
 import { loadDiT, readDiTConfig } from '../models/dit-io';
 import { saveImageGrid } from '../report/grid';
 import { quantizeImages } from '../report/quantize';
@@ -60,17 +59,16 @@ export async function runGate(argv: string[]): Promise<void> {
   const c = model.config;
   const classifierFile = flags.classifier || DEFAULT_ICONNET_WEIGHTS;
   const { model: classifier, classes: classifierClasses } = loadIconClassifier(classifierFile, { device });
-  const real = await ImageDataset.fromFolder(flags.data, { resolution: c.inputSize });
+  // Real: the held-out split (the images pretraining with data.split train never saw); only those are decoded.
+  const real = splitFiles({ dir: flags.data, split: 'eval', splitSeed: flags['split-seed'], evalFraction: flags['eval-fraction'] });
   if (real.classes.length !== c.numClasses) {
     throw new Error(`${flags.data} has ${real.classes.length} classes but the model ${flags.ckpt} has ${c.numClasses}`);
   }
   const toClassifier = classIndexMap(real.classes, classifierClasses, flags.data);
-
-  // Real: the held-out split (the images pretraining with data.split train never saw).
-  const held = splitIndices(real.length, { evalFraction: flags['eval-fraction'], seed: flags['split-seed'] }).eval;
-  const heldOut = real.subset(held);
-  const realLabels = (heldOut.labels.toArray() as number[]).map((y) => toClassifier[y]);
-  const realPredicted = classify(classifier, heldOut.images);
+  const realLabels = real.labels.map((y) => toClassifier[y]);
+  const realImages = await decodeImageFiles(real.files, c.inputSize);
+  const realPredicted = classify(classifier, realImages);
+  realImages.dispose();
 
   // Samples: per-class images of every class, the bank's sampler, fixed noise per batch.
   const labels = Array.from({ length: c.numClasses * flags['per-class'] }, (_, i) => Math.floor(i / flags['per-class']));
@@ -120,6 +118,4 @@ export async function runGate(argv: string[]): Promise<void> {
   samples.dispose();
   classifier.dispose();
   model.dispose();
-  real.dispose();
-  heldOut.dispose();
 }
