@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The testbed on a lent CUDA machine, in one device call of at most 10 minutes: build the addon, pretrain a
-# DiT-S/2-size Fashion-MNIST source (28x28, patch 2, 384 wide, 12 deep) for about 5 minutes, gate it and
+# DiT-S/2-size Fashion-MNIST source (read at 32x32, patch 2, 384 wide, 12 deep) for about 5 minutes, gate it and
 # measure its own-domain FID, then run as much of bench:transfer's testbed (full vs diff-tuning) as is left.
 # Prepare here (the kit stays under the 64 MiB carry limit):
 #   npx tsc -p . && mkdir -p .cuda-kit/fashion-idx && xz -T2 -6 -c "$(command -v node)" > .cuda-kit/node.xz \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The testbed's source model: a class-conditional DiT (28x28 grey, patch 4, 192 wide, 6 deep, 4.2M parameters)
+# The testbed's source model: a class-conditional DiT (Fashion-MNIST 28x28 grey, read as 32x32 RGB; patch 4, 192 wide, 6 deep, 4.2M parameters)
 # trained from scratch on the 60,000 Fashion-MNIST training images with bf16 autocast on the CPU, about two hours of
 # the 2-core machine (~170 images/s). The iconnet source could not pass the gate in that budget (see
 # bench/source-pilots/README.md). Resumable: run it again and it continues from the newest checkpoint.

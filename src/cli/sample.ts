@@ -1,6 +1,5 @@
 // `difftune sample`: class-conditional samples from a DiT checkpoint, saved as a PNG grid.
 import * as path from 'path';
-import { cfgBatch, conditionalHalf } from '../diffusion/cfg';
 import { createDiffusion } from '../diffusion/create';
 import { mulberry32 } from '../data/prng';
 import { DiTConfig, ditConfig, DIT_MODELS, isDiTModelName } from '../models/dit';
@@ -8,6 +7,7 @@ import { loadDiT, readDiTConfig } from '../models/dit-io';
 import { decodeLatentImages } from '../data/latent-images';
 import { loadVae } from '../models/vae-io';
 import { saveImageGrid } from '../report/grid';
+import { sampleDiT } from '../tuning/bank';
 import { saveImageFiles } from '../report/image-files';
 import * as torch from '../torch';
 import { Device, Tensor } from '../torch';
@@ -100,7 +100,6 @@ export async function runSample(argv: string[]): Promise<void> {
   const clipDenoised = flags.clip === 'auto' ? pixels : flags.clip === 'yes';
   const precision = oneOf('precision', flags.precision, ['fp32', 'bf16'] as const);
   const diffusion = createDiffusion({ timestepRespacing: flags.steps, learnSigma: c.learnSigma });
-  const useCfg = flags.cfg !== 1;
   torch.manualSeed(flags.seed);
   console.log(`sampling ${labels.length} images (${flags.sampler}, ${diffusion.numTimesteps} steps, cfg ${flags.cfg}) ` +
     `from a ${c.depth}-block DiT on ${c.inputSize}x${c.inputSize}x${c.inChannels}`);
@@ -108,23 +107,12 @@ export async function runSample(argv: string[]): Promise<void> {
   const chunks: Tensor[] = [];
   for (let start = 0; start < labels.length; start += flags.batch) {
     const part = labels.slice(start, start + flags.batch);
-    chunks.push(torch.noGrad(() => torch.scope(() => {
-      const y = torch.tensor(part, { dtype: 'int64', device });
-      const z = torch.randn([part.length, c.inChannels, c.inputSize, c.inputSize], { device });
-      const batch = useCfg ? cfgBatch(z, y, c.numClasses) : { x: z, y };
-      const forward = useCfg
-        ? (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forwardWithCfg(x, t, k.y, flags.cfg, { guideChannels: guide })
-        : (x: Tensor, t: Tensor, k: { y: Tensor }) => model.forward(x, t, k.y);
-      const modelFn = torch.modelInPrecision(precision, device, forward);
-      const opts = {
-        noise: batch.x, modelKwargs: { y: batch.y }, clipDenoised, device,
-        progress: (done: number, total: number) => { if (done % 25 === 0 || done === total) process.stdout.write(`\r  step ${done}/${total}`); },
-      };
-      const out = flags.sampler === 'ddim'
-        ? diffusion.ddimSampleLoop(modelFn, batch.x.shape, { ...opts, eta: flags.eta })
-        : diffusion.pSampleLoop(modelFn, batch.x.shape, opts);
-      return useCfg ? conditionalHalf(out) : out;
-    })));
+    chunks.push(torch.noGrad(() => torch.scope(() => sampleDiT(model, diffusion, {
+      labels: torch.tensor(part, { dtype: 'int64', device }),
+      noise: torch.randn([part.length, c.inChannels, c.inputSize, c.inputSize], { device }),
+      cfg: flags.cfg, guideChannels: guide, sampler: flags.sampler as 'ddpm' | 'ddim', eta: flags.eta, clip: clipDenoised, device, precision,
+      progress: (done, total) => { if (done % 25 === 0 || done === total) process.stdout.write(`\r  step ${done}/${total}`); },
+    }))));
     process.stdout.write('\n');
   }
   const samples = torch.cat(chunks, 0);

@@ -4,19 +4,18 @@
 // current EMA model below, so drift and adaptation are visible side by side.
 import * as fs from 'fs';
 import * as path from 'path';
-import { cfgBatch, conditionalHalf } from '../diffusion/cfg';
 import { createDiffusion } from '../diffusion/create';
 import { SpacedDiffusion } from '../diffusion/spaced-diffusion';
 import { DiT } from '../models/dit';
 import { imageGridPng } from '../report/grid';
 import * as torch from '../torch';
 import { Generator, Tensor } from '../torch';
+import { sampleDiT } from './bank';
 import { writeFileAtomic } from './write-atomic';
 
 export interface PreviewOptions {
   count: number;
   numClasses: number;
-  nullLabel: number;
   steps: number;
   cfg: number;
   seed: number;
@@ -33,27 +32,18 @@ export interface ImageSink {
  * and the same call gives the same images.
  */
 export function sampleWithSeed(model: DiT, diffusion: SpacedDiffusion,
-  o: { labels: number[]; seed: number; cfg: number; nullLabel: number; precision?: torch.Precision }): Tensor {
+  o: { labels: number[]; seed: number; cfg: number; precision?: torch.Precision }): Tensor {
   const device = model.pos_embed.device;
   const g = new Generator('cpu', BigInt(o.seed));
-  return torch.noGrad(() => torch.scope(() => {
-    const c = model.config;
-    const labels = torch.tensor(o.labels, { dtype: 'int64' });
-    const z = torch.randn([o.labels.length, c.inChannels, c.inputSize, c.inputSize], { generator: g });
-    const guided = o.cfg > 1 && c.classDropoutProb > 0;
-    const batch = guided ? cfgBatch(z, labels, o.nullLabel) : { x: z, y: labels };
-    const forward = (x: Tensor, t: Tensor, k: { y: Tensor }): Tensor =>
-      (guided ? model.forwardWithCfg(x, t, k.y, o.cfg, { guideChannels: 'all' }) : model.forward(x, t, k.y));
-    const out = diffusion.ddimSampleLoop(
-      torch.modelInPrecision(o.precision ?? 'fp32', device, forward),
-      batch.x.shape, {
-        noise: batch.x.to({ device }),
-        modelKwargs: { y: batch.y.to({ device }) },
-        clipDenoised: true,
-        noiseFn: (_, x) => torch.randn(x.shape, { generator: g }).to({ device }),
-      });
-    return (guided ? conditionalHalf(out) : out).to({ device: 'cpu' });
-  }));
+  const c = model.config;
+  const shape = [o.labels.length, c.inChannels, c.inputSize, c.inputSize];
+  return torch.noGrad(() => torch.scope(() => sampleDiT(model, diffusion, {
+    labels: torch.tensor(o.labels, { dtype: 'int64', device }),
+    noise: torch.randn(shape, { generator: g }).to({ device }),
+    // The step noise comes from the private generator too (DDIM draws it even at eta 0), so training's streams stay untouched.
+    stepNoise: () => torch.randn(shape, { generator: g }).to({ device }),
+    cfg: o.cfg > 1 && c.classDropoutProb > 0 ? o.cfg : 1, guideChannels: 'all', sampler: 'ddim', eta: 0, clip: true, device, precision: o.precision,
+  }).to({ device: 'cpu' })));
 }
 
 export class Previewer {
@@ -72,7 +62,7 @@ export class Previewer {
   sample(model: DiT): Tensor {
     const o = this.o;
     const labels = Array.from({ length: o.count }, (_, i) => i % o.numClasses);
-    return sampleWithSeed(model, this.diffusion, { labels, seed: o.seed + 77, cfg: o.cfg, nullLabel: o.nullLabel });
+    return sampleWithSeed(model, this.diffusion, { labels, seed: o.seed + 77, cfg: o.cfg });
   }
 
   /** Writes previews/step-N.png (pretrained row on top) and hands it to the sink. */

@@ -146,7 +146,7 @@ export class Trainer {
       progressSeconds: c.run.progressEvery,
     });
     this.previewer = writer && !this.plugin?.preview && c.run.previewEvery > 0 && [1, 3].includes(this.model.config.inChannels)
-      ? new Previewer(c.run.out, { count: c.run.previewCount, numClasses: inputs.classes.length, nullLabel: this.nullLabel, steps: c.run.previewSteps, cfg: c.run.previewCfg, seed: c.run.seed })
+      ? new Previewer(c.run.out, { count: c.run.previewCount, numClasses: inputs.classes.length, steps: c.run.previewSteps, cfg: c.run.previewCfg, seed: c.run.seed })
       : null;
     // A fresh run starts its random streams from the seed (a resumed one from the checkpoint's).
     torch.manualSeed(c.run.seed);
@@ -349,7 +349,7 @@ export class Trainer {
       sample: (k) => {
         // Labels cycle over the target classes; the noise of each chunk is fixed by its offset.
         const labels = Array.from({ length: k }, (_, i) => (drawn + i) % K);
-        const x = sampleWithSeed(this.model, diffusion, { labels, seed: this.config.run.seed * 1_000_003 + drawn + 5, cfg: c.cfg, nullLabel: this.nullLabel, precision: c.precision });
+        const x = sampleWithSeed(this.model, diffusion, { labels, seed: this.config.run.seed * 1_000_003 + drawn + 5, cfg: c.cfg, precision: c.precision });
         drawn += k;
         return torch.scope(() => x.mul(127.5).add(128).clamp(0, 255).to({ dtype: 'uint8' }));
       },
