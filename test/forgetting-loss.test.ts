@@ -11,23 +11,13 @@ import { Tensor } from '../src/torch';
 import { createDiffusion } from '../src/diffusion/create';
 import { pairedRatio, runLossProbe, timestepBuckets } from '../src/eval/forgetting-loss';
 import { runForgetting } from '../src/cli/forgetting';
-import { DiT } from '../src/models/dit';
 import { saveDiT } from '../src/models/dit-io';
 import { encodePng } from '../src/report/png';
+import { asDenoiser, tinyDiT } from './helpers/tiny-dit';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-forgetting-loss-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** A tiny 8x8 RGB DiT with every weight random (the official init zeroes the output layer). */
-function tinyDiT(numClasses: number, seed: number): DiT {
-  torch.manualSeed(seed);
-  const m = new DiT({ inputSize: 8, patchSize: 2, inChannels: 3, hiddenSize: 32, depth: 1, numHeads: 2, numClasses });
-  torch.noGrad(() => {
-    for (const [key, p] of m.namedParameters()) if (key !== 'pos_embed') p.normal_(0, 0.2);
-  });
-  return m.eval();
-}
-const asDenoiser = (m: DiT) => ({ forward: (x: Tensor, t: Tensor, y: Tensor) => m.forward(x, t, y), numClasses: m.config.numClasses, nullLabel: m.config.numClasses });
 const pretrained = tinyDiT(5, 1);
 const finetuned = tinyDiT(3, 2);
 

@@ -25,6 +25,7 @@ import { runForgetting } from '../src/cli/forgetting';
 import { DiT } from '../src/models/dit';
 import { saveDiT } from '../src/models/dit-io';
 import { encodePng } from '../src/report/png';
+import { asDenoiser, tinyDiT } from './helpers/tiny-dit';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-forgetting-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -32,18 +33,8 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0
 const PRETRAINED_CLASSES = 5; // null label 5
 const FINETUNED_CLASSES = 3; // null label 3
 
-/** A tiny 8x8 RGB DiT with every weight random (the official init zeroes the output layer: all models would agree). */
-function tinyDiT(numClasses: number, seed: number): DiT {
-  torch.manualSeed(seed);
-  const m = new DiT({ inputSize: 8, patchSize: 2, inChannels: 3, hiddenSize: 32, depth: 1, numHeads: 2, numClasses });
-  torch.noGrad(() => {
-    for (const [key, p] of m.namedParameters()) if (key !== 'pos_embed') p.normal_(0, 0.2);
-  });
-  return m.eval();
-}
 const pretrained = tinyDiT(PRETRAINED_CLASSES, 1);
 const finetuned = tinyDiT(FINETUNED_CLASSES, 2);
-const asDenoiser = (m: DiT) => ({ forward: (x: Tensor, t: Tensor, y: Tensor) => m.forward(x, t, y), numClasses: m.config.numClasses, nullLabel: m.config.numClasses });
 
 const N = 3;
 const SHAPE = [N, 3, 8, 8];
